@@ -1,1 +1,155 @@
-fn main() {}
+//! `shopgraph`: the command line, and the one place that wires concrete adapters
+//! (which store, which data directory) to the libraries.
+//!
+//! Configuration comes from flags, then environment variables (`SHOPGRAPH_*`), then
+//! the compiled-in defaults below; nothing else reads the environment.
+
+mod bench;
+mod events;
+mod load;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use shopgraph_store::{Store, StoreOptions};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// The embedded default: one SQLite file beside the fetched data.
+const DEFAULT_DATABASE_URL: &str = "sqlite:.cache/shopgraph.db";
+const DEFAULT_DATA_DIR: &str = ".cache/data";
+
+#[derive(Parser)]
+#[command(
+    name = "shopgraph",
+    version,
+    about = "E-commerce intelligence: knowledge graph, search, recommendations, assistant"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct DbArgs {
+    /// `sqlite:PATH` (the embedded default) or `postgres://USER@HOST/DB`.
+    #[arg(long = "db", env = "SHOPGRAPH_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    url: String,
+    /// PostgreSQL only: keep the tables in this schema.
+    #[arg(long, env = "SHOPGRAPH_PG_SCHEMA")]
+    pg_schema: Option<String>,
+}
+
+impl DbArgs {
+    fn options(&self) -> StoreOptions {
+        let mut options = StoreOptions::new(&self.url);
+        options.pg_schema = self.pg_schema.clone();
+        options
+    }
+
+    async fn open(&self) -> anyhow::Result<Store> {
+        if let Some(path) = self.url.strip_prefix("sqlite:")
+            && let Some(parent) = Path::new(path.trim_start_matches("//")).parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        Store::open(&self.options())
+            .await
+            .with_context(|| format!("opening the store at {}", self.url))
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Bring the database schema up to date (also done on every start).
+    Migrate {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Read a source, clean and check every row, and write it into the store.
+    Import(load::ImportArgs),
+    /// Event ingestion from a pipe.
+    #[command(subcommand)]
+    Events(events::EventsCommand),
+    /// Erase a user and everything derived from them.
+    DeleteUser {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The user's external id (e.g. `bx:276725`).
+        external_id: String,
+    },
+    /// How much the store holds.
+    Stats {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Benchmarks that produce the figures in the README.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::registry()
+        .with(EnvFilter::try_from_default_env().unwrap_or_else(|_| "shopgraph=info,warn".into()))
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Migrate { db } => {
+            let store = db.open().await?;
+            report(&format!("schema at version {}", store.schema_version().await?));
+        }
+        Command::Import(args) => load::run(args).await?,
+        Command::Events(command) => events::run(command).await?,
+        Command::DeleteUser { db, external_id } => {
+            let store = db.open().await?;
+            let Some(user) = store.user_by_external_id(&external_id).await? else {
+                bail!("no user with external id {external_id:?}");
+            };
+            let deleted = store.delete_user(user.id).await?;
+            report(&format!(
+                "deleted user {external_id}: {} events, {} interests, {} conversations ({} messages), {} segment memberships",
+                deleted.events,
+                deleted.interests,
+                deleted.conversations,
+                deleted.messages,
+                deleted.segment_memberships
+            ));
+        }
+        Command::Stats { db } => {
+            let store = db.open().await?;
+            let c = store.counts().await?;
+            report(&format!(
+                "products {}\ncategories {}\nauthors {}\nbrands {}\npublishers {}\nusers {}\nevents {}\nkg_triples {}",
+                c.products,
+                c.categories,
+                c.authors,
+                c.brands,
+                c.publishers,
+                c.users,
+                c.events,
+                c.kg_triples
+            ));
+        }
+        Command::Bench(command) => bench::run(command).await?,
+    }
+    Ok(())
+}
+
+/// Prints a result for the person at the terminal (stdout is the command's output).
+#[allow(clippy::print_stdout, reason = "the CLI's results go to stdout")]
+fn report(text: &str) {
+    println!("{text}");
+}
+
+/// A source given by name (`bookcrossing`, `ml-100k`, `ml-1m`) lives in the data
+/// directory; anything else is a path.
+fn source_dir(source: &str, data_dir: &Path) -> PathBuf {
+    let named = data_dir.join(source);
+    if !source.contains('/') && named.is_dir() { named } else { PathBuf::from(source) }
+}

@@ -9,6 +9,7 @@ pub mod conversation;
 pub mod event;
 pub mod ids;
 pub mod interest;
+pub mod kg;
 pub mod product;
 pub mod segment;
 pub mod user;

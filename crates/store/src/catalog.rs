@@ -72,7 +72,7 @@ impl Store {
                 let sql = format!(
                     "INSERT INTO categories (key, name, parent_key) VALUES {} \
                      ON CONFLICT (key) DO UPDATE SET name = excluded.name, parent_key = excluded.parent_key",
-                    values_placeholders(chunk.len(), 3)
+                    values_placeholders(self.backend(), chunk.len(), 3)
                 );
                 let mut q = sqlx::query(&sql);
                 for c in chunk {
@@ -127,7 +127,7 @@ impl Store {
                 let sql = format!(
                     "INSERT INTO makers (kind, key, name) VALUES {} \
                      ON CONFLICT (kind, key) DO UPDATE SET name = excluded.name RETURNING id, kind, key",
-                    values_placeholders(chunk.len(), 3)
+                    values_placeholders(self.backend(), chunk.len(), 3)
                 );
                 let mut q = sqlx::query(&sql);
                 for ((kind, key), name) in chunk {
@@ -142,7 +142,7 @@ impl Store {
             for chunk in category_keys.chunks(BATCH_ROWS) {
                 let sql = format!(
                     "SELECT id, key FROM categories WHERE key IN ({})",
-                    in_list(1, chunk.len())
+                    in_list(self.backend(), 1, chunk.len())
                 );
                 let mut q = sqlx::query(&sql);
                 for key in chunk {
@@ -172,7 +172,7 @@ impl Store {
                      attributes = excluded.attributes, synthetic_fields = excluded.synthetic_fields, \
                      source = excluded.source, updated_at = excluded.updated_at \
                      RETURNING id, sku",
-                    values_placeholders(chunk.len(), 15)
+                    values_placeholders(self.backend(), chunk.len(), 15)
                 );
                 let mut q = sqlx::query(&sql);
                 for p in chunk {
@@ -203,7 +203,7 @@ impl Store {
             for chunk in ids.chunks(BATCH_ROWS) {
                 let sql = format!(
                     "DELETE FROM product_categories WHERE product_id IN ({})",
-                    in_list(1, chunk.len())
+                    in_list(self.backend(), 1, chunk.len())
                 );
                 let mut q = sqlx::query(&sql);
                 for id in chunk {
@@ -224,7 +224,7 @@ impl Store {
             for chunk in links.chunks(BATCH_ROWS) {
                 let sql = format!(
                     "INSERT INTO product_categories (product_id, category_id) VALUES {}",
-                    values_placeholders(chunk.len(), 2)
+                    values_placeholders(self.backend(), chunk.len(), 2)
                 );
                 let mut q = sqlx::query(&sql);
                 for (product_id, category_id) in chunk {
@@ -267,8 +267,10 @@ impl Store {
     pub async fn product_ids_by_sku(&self, skus: &[&str]) -> Result<HashMap<String, ProductId>> {
         let mut out = HashMap::with_capacity(skus.len());
         for chunk in skus.chunks(BATCH_ROWS) {
-            let sql =
-                format!("SELECT id, sku FROM products WHERE sku IN ({})", in_list(1, chunk.len()));
+            let sql = format!(
+                "SELECT id, sku FROM products WHERE sku IN ({})",
+                in_list(self.backend(), 1, chunk.len())
+            );
             on_pool!(self, |pool| {
                 let mut q = sqlx::query(&sql);
                 for sku in chunk {

@@ -118,7 +118,10 @@ impl Store {
                     .await?;
             }
             for chunk in users.chunks(BATCH_ROWS) {
-                let sql = format!("SELECT id FROM users WHERE id IN ({})", in_list(1, chunk.len()));
+                let sql = format!(
+                    "SELECT id FROM users WHERE id IN ({})",
+                    in_list(self.backend(), 1, chunk.len())
+                );
                 let mut q = sqlx::query_scalar::<_, i64>(&sql);
                 for id in chunk {
                     q = q.bind(*id);
@@ -129,8 +132,10 @@ impl Store {
                 }
             }
             for chunk in products.chunks(BATCH_ROWS) {
-                let sql =
-                    format!("SELECT id FROM products WHERE id IN ({})", in_list(1, chunk.len()));
+                let sql = format!(
+                    "SELECT id FROM products WHERE id IN ({})",
+                    in_list(self.backend(), 1, chunk.len())
+                );
                 let mut q = sqlx::query_scalar::<_, i64>(&sql);
                 for id in chunk {
                     q = q.bind(*id);
@@ -142,12 +147,14 @@ impl Store {
             }
             let mut out = BatchAppended::default();
             for chunk in events.chunks(BATCH_ROWS) {
+                // No RETURNING: a row back per event cost more than the insert itself.
+                // The count comes from the statement, the last seq from one read below.
                 let sql = format!(
                     "INSERT INTO events (idempotency_key, user_id, product_id, kind, value, payload, occurred_at, recorded_at) \
-                     VALUES {} ON CONFLICT (idempotency_key) DO NOTHING RETURNING seq",
-                    values_placeholders(chunk.len(), 8)
+                     VALUES {} ON CONFLICT (idempotency_key) DO NOTHING",
+                    values_placeholders(self.backend(), chunk.len(), 8)
                 );
-                let mut q = sqlx::query_scalar::<_, i64>(&sql);
+                let mut q = sqlx::query(&sql);
                 for e in chunk {
                     q = q
                         .bind(e.idempotency_key.as_str())
@@ -159,10 +166,15 @@ impl Store {
                         .bind(e.occurred_at)
                         .bind(recorded_at);
                 }
-                let seqs = q.fetch_all(&mut *tx).await?;
-                out.inserted += seqs.len();
-                out.duplicates += chunk.len() - seqs.len();
-                out.last_seq = out.last_seq.max(seqs.iter().copied().max());
+                let inserted = q.execute(&mut *tx).await?.rows_affected() as usize;
+                out.inserted += inserted;
+                out.duplicates += chunk.len() - inserted;
+            }
+            if out.inserted > 0 {
+                // Appends are serialised (SQLite's write lock, PostgreSQL's advisory lock),
+                // so the largest seq in the table is this batch's last.
+                out.last_seq =
+                    sqlx::query_scalar("SELECT MAX(seq) FROM events").fetch_one(&mut *tx).await?;
             }
             Ok::<_, StoreError>(out)
         })

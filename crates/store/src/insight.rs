@@ -1,6 +1,7 @@
 //! What the platform learns and imports beyond events: segments (versioned clustering
 //! runs), model metadata, and knowledge-graph triples linked to products.
 
+use shopgraph_core::kg::Triple;
 use shopgraph_core::segment::{NewSegment, Segment};
 use shopgraph_core::{ProductId, SegmentId, UserId};
 use sqlx::Row;
@@ -20,14 +21,6 @@ pub struct ModelRecord {
     /// Where the weights are, relative to the data directory.
     pub artifact: Option<String>,
     pub created_at: i64,
-}
-
-/// One triple of an imported knowledge graph (e.g. Freebase for MovieLens).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Triple {
-    pub head: String,
-    pub relation: String,
-    pub tail: String,
 }
 
 impl Store {
@@ -58,7 +51,7 @@ impl Store {
                 for chunk in segment.members.chunks(BATCH_ROWS) {
                     let sql = format!(
                         "INSERT INTO segment_members (segment_id, user_id, score) VALUES {}",
-                        values_placeholders(chunk.len(), 3)
+                        values_placeholders(self.backend(), chunk.len(), 3)
                     );
                     let mut q = sqlx::query(&sql);
                     for (user, score) in chunk {
@@ -179,7 +172,7 @@ impl Store {
                 let sql = format!(
                     "INSERT INTO kg_triples (head, relation, tail, source) VALUES {} \
                      ON CONFLICT (head, relation, tail) DO NOTHING",
-                    values_placeholders(chunk.len(), 4)
+                    values_placeholders(self.backend(), chunk.len(), 4)
                 );
                 let mut q = sqlx::query(&sql);
                 for t in chunk {
@@ -231,7 +224,7 @@ impl Store {
             for chunk in links.chunks(BATCH_ROWS) {
                 let sql = format!(
                     "INSERT INTO product_entities (product_id, entity) VALUES {} ON CONFLICT DO NOTHING",
-                    values_placeholders(chunk.len(), 2)
+                    values_placeholders(self.backend(), chunk.len(), 2)
                 );
                 let mut q = sqlx::query(&sql);
                 for (product, entity) in chunk {

@@ -58,7 +58,7 @@ impl Store {
                      VALUES {} ON CONFLICT (external_id) DO UPDATE SET display_name = excluded.display_name, \
                      location = excluded.location, age = excluded.age, attributes = excluded.attributes, \
                      updated_at = excluded.updated_at RETURNING id, external_id",
-                    values_placeholders(chunk.len(), 7)
+                    values_placeholders(self.backend(), chunk.len(), 7)
                 );
                 let mut q = sqlx::query(&sql);
                 for u in chunk {
@@ -109,7 +109,7 @@ impl Store {
         for chunk in external_ids.chunks(BATCH_ROWS) {
             let sql = format!(
                 "SELECT id, external_id FROM users WHERE external_id IN ({})",
-                in_list(1, chunk.len())
+                in_list(self.backend(), 1, chunk.len())
             );
             on_pool!(self, |pool| {
                 let mut q = sqlx::query(&sql);

@@ -11,11 +11,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use shopgraph_core::conversation::{Handoff, NewMessage, Role};
 use shopgraph_core::event::{EventError, EventKind, NewEvent, payload_from_bytes};
 use shopgraph_core::interest::{InterestSource, NewInterest, Polarity};
+use shopgraph_core::kg::Triple;
 use shopgraph_core::product::{Category, Maker, MakerKind, NewProduct};
 use shopgraph_core::segment::NewSegment;
 use shopgraph_core::user::NewUser;
 use shopgraph_core::{ProductId, UserId};
-use shopgraph_store::{EventFilter, ModelRecord, Store, StoreError, StoreOptions, Triple};
+use shopgraph_store::{EventFilter, ModelRecord, Store, StoreError, StoreOptions};
 
 struct TestDb {
     store: Store,

@@ -1,0 +1,289 @@
+//! `shopgraph bench`: the benchmarks behind the figures in the README.
+//!
+//! They measure, they do not assert: these machines are shared and noisy, so figures
+//! are read from a run and compared within it (SQLite against PostgreSQL on the same
+//! workload), never checked against a fixed threshold in a test.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::{Subcommand, ValueEnum};
+use shopgraph_core::event::{EventKind, NewEvent};
+use shopgraph_core::product::NewProduct;
+use shopgraph_core::user::NewUser;
+use shopgraph_core::{ProductId, UserId};
+use shopgraph_store::{EventFilter, Store, StoreOptions};
+
+use crate::{DEFAULT_DATA_DIR, report, source_dir};
+
+#[derive(Subcommand)]
+pub(crate) enum BenchCommand {
+    /// Event append throughput (single and batched) and read latency, per backend.
+    Store {
+        #[arg(long, value_enum, default_value = "both")]
+        backend: BenchBackend,
+        /// Events appended in batches.
+        #[arg(long, default_value_t = 200_000)]
+        events: usize,
+        /// Events a batch: 10,000 is what `shopgraph import` writes at a time.
+        #[arg(long, default_value_t = 10_000)]
+        batch: usize,
+        /// Events appended one call each.
+        #[arg(long, default_value_t = 2_000)]
+        single: usize,
+        /// Read queries of each kind.
+        #[arg(long, default_value_t = 2_000)]
+        reads: usize,
+        #[arg(
+            long,
+            env = "SHOPGRAPH_BENCH_POSTGRES_URL",
+            default_value = "postgres://postgres@127.0.0.1:5432/test"
+        )]
+        postgres_url: String,
+    },
+    /// Import throughput (rows/s) and peak memory for a whole source, into a new
+    /// SQLite file.
+    Import {
+        #[arg(default_value = "bookcrossing")]
+        source: String,
+        #[arg(long, env = "SHOPGRAPH_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum BenchBackend {
+    Sqlite,
+    Postgres,
+    Both,
+}
+
+pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Store { backend, events, batch, single, reads, postgres_url } => {
+            let shape = Shape { events, batch, single, reads };
+            let mut rows = Vec::new();
+            if backend != BenchBackend::Postgres {
+                let dir = tempfile::tempdir()?;
+                let url = format!("sqlite:{}", dir.path().join("bench.db").display());
+                let store = Store::open(&StoreOptions::new(&url)).await?;
+                rows.push(("sqlite (WAL file)", bench_store(&store, &shape).await?));
+                store.close().await;
+            }
+            if backend != BenchBackend::Sqlite {
+                let schema = format!("sgbench_{}", std::process::id());
+                let mut options = StoreOptions::new(&postgres_url);
+                options.pg_schema = Some(schema.clone());
+                let store = Store::open(&options).await?;
+                let figures = bench_store(&store, &shape).await;
+                store.close().await;
+                Store::drop_pg_schema(&postgres_url, &schema).await?;
+                rows.push(("postgresql", figures?));
+            }
+            let mut text = format!(
+                "store benchmark: {} batched events ({} a batch), {} single appends, {} reads of each kind\n\
+                 {:<18} {:>14} {:>14} {:>12} {:>12} {:>12} {:>12} {:>12} {:>12}\n",
+                shape.events,
+                shape.batch,
+                shape.single,
+                shape.reads,
+                "backend",
+                "batched ev/s",
+                "single ev/s",
+                "single p50",
+                "single p99",
+                "user p50",
+                "user p99",
+                "cursor p50",
+                "cursor p99"
+            );
+            for (name, f) in &rows {
+                text.push_str(&format!(
+                    "{name:<18} {:>14.0} {:>14.0} {:>12} {:>12} {:>12} {:>12} {:>12} {:>12}\n",
+                    f.batched_per_sec,
+                    f.single_per_sec,
+                    ms(f.single_latency.0),
+                    ms(f.single_latency.1),
+                    ms(f.user_reads.0),
+                    ms(f.user_reads.1),
+                    ms(f.cursor_reads.0),
+                    ms(f.cursor_reads.1),
+                ));
+            }
+            if let [(_, sqlite), (_, postgres)] = rows.as_slice() {
+                text.push_str(&format!(
+                    "sqlite / postgresql: batched appends {:.2}x, single appends {:.2}x\n",
+                    sqlite.batched_per_sec / postgres.batched_per_sec,
+                    sqlite.single_per_sec / postgres.single_per_sec
+                ));
+            }
+            report(&text);
+        }
+        BenchCommand::Import { source, data_dir } => {
+            let dir = source_dir(&source, &data_dir);
+            let started = Instant::now();
+            let (data, mut import_report) = crate::load::read(&dir)?;
+            let read_secs = started.elapsed().as_secs_f64();
+            let tmp = tempfile::tempdir()?;
+            let url = format!("sqlite:{}", tmp.path().join("import.db").display());
+            let store = Store::open(&StoreOptions::new(&url)).await?;
+            let loaded = crate::load::load(&store, data, &mut import_report).await?;
+            let secs = started.elapsed().as_secs_f64();
+            let rows = import_report.total_read();
+            report(&format!(
+                "{import_report}import benchmark ({}): {rows} rows read in {secs:.1} s = {:.0} rows/s \
+                 (reading and cleaning {read_secs:.1} s, writing {:.1} s); {} events written; peak memory {}",
+                dir.display(),
+                rows as f64 / secs,
+                secs - read_secs,
+                loaded.events_inserted,
+                peak_memory().unwrap_or_else(|| "unknown".into()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+struct Shape {
+    events: usize,
+    batch: usize,
+    single: usize,
+    reads: usize,
+}
+
+struct Figures {
+    batched_per_sec: f64,
+    single_per_sec: f64,
+    single_latency: (Duration, Duration),
+    user_reads: (Duration, Duration),
+    cursor_reads: (Duration, Duration),
+}
+
+async fn bench_store(store: &Store, shape: &Shape) -> anyhow::Result<Figures> {
+    const N_USERS: usize = 5_000;
+    const N_PRODUCTS: usize = 5_000;
+    let users: Vec<NewUser> = (0..N_USERS)
+        .map(|i| NewUser {
+            external_id: format!("u{i}"),
+            display_name: None,
+            location: None,
+            age: None,
+            attributes: None,
+        })
+        .collect();
+    let users: Vec<UserId> = store.upsert_users(&users).await?;
+    let products: Vec<NewProduct> = (0..N_PRODUCTS)
+        .map(|i| NewProduct {
+            sku: format!("p{i}"),
+            title: format!("Product {i}"),
+            description: None,
+            maker: None,
+            publisher: None,
+            year: None,
+            image_url: None,
+            price_cents: 999,
+            currency: "EUR".into(),
+            stock: 5,
+            category_keys: vec![],
+            attributes: None,
+            synthetic_fields: vec![],
+            source: "bench".into(),
+        })
+        .collect();
+    let products: Vec<ProductId> = store.upsert_products(&products).await?;
+    let mut rng = Lcg(42);
+    let mut event = |key: String| {
+        let kind = [EventKind::View, EventKind::Click, EventKind::AddToCart, EventKind::Purchase]
+            [rng.below(4)];
+        NewEvent {
+            idempotency_key: key,
+            user: users[rng.below(users.len())],
+            product: Some(products[rng.below(products.len())]),
+            kind,
+            value: None,
+            payload: None,
+            occurred_at: 1_700_000_000_000 + rng.below(30 * 24 * 3600 * 1000) as i64,
+        }
+    };
+
+    let batches: Vec<Vec<NewEvent>> = (0..shape.events.div_ceil(shape.batch))
+        .map(|b| (0..shape.batch).map(|i| event(format!("b{b}-{i}"))).collect())
+        .collect();
+    let started = Instant::now();
+    for batch in &batches {
+        store.append_events(batch).await?;
+    }
+    let batched_per_sec = (batches.len() * shape.batch) as f64 / started.elapsed().as_secs_f64();
+
+    let singles: Vec<NewEvent> = (0..shape.single).map(|i| event(format!("s{i}"))).collect();
+    let mut latencies = Vec::with_capacity(singles.len());
+    let started = Instant::now();
+    for e in &singles {
+        let t = Instant::now();
+        store.append_event(e).await?;
+        latencies.push(t.elapsed());
+    }
+    let single_per_sec = singles.len() as f64 / started.elapsed().as_secs_f64();
+
+    let mut rng = Lcg(7);
+    let mut user_reads = Vec::with_capacity(shape.reads);
+    for _ in 0..shape.reads {
+        let filter = EventFilter {
+            user: Some(users[rng.below(users.len())]),
+            limit: Some(100),
+            ..Default::default()
+        };
+        let t = Instant::now();
+        store.events(&filter).await?;
+        user_reads.push(t.elapsed());
+    }
+    let total = store.count_events().await? as usize;
+    let mut cursor_reads = Vec::with_capacity(shape.reads);
+    for _ in 0..shape.reads {
+        let t = Instant::now();
+        store.events_after(rng.below(total) as i64, 1_000).await?;
+        cursor_reads.push(t.elapsed());
+    }
+    Ok(Figures {
+        batched_per_sec,
+        single_per_sec,
+        single_latency: p50_p99(latencies),
+        user_reads: p50_p99(user_reads),
+        cursor_reads: p50_p99(cursor_reads),
+    })
+}
+
+fn p50_p99(mut samples: Vec<Duration>) -> (Duration, Duration) {
+    samples.sort_unstable();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    (at(0.50), at(0.99))
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+/// The process's peak resident memory, from the kernel's own accounting.
+fn peak_memory() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(format!("{:.0} MiB", kb as f64 / 1024.0))
+}
+
+/// A small deterministic generator: the same run every time, no dependency.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 =
+            self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        ((self.0 >> 33) % n as u64) as usize
+    }
+}
