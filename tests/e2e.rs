@@ -1,1 +1,9 @@
-//! End-to-end tests: the real `shopgraph` binary against real databases and files.
+//! End-to-end tests: the real `shopgraph` binary against a real SQLite file and the
+//! PostgreSQL server on this machine, fed the excerpts of real data in `graph_data/`.
+//!
+//! One test binary (see ripgrep's `tests/tests.rs`); one module per capability.
+
+mod support;
+
+mod events;
+mod import;

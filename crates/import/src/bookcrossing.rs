@@ -321,13 +321,16 @@ fn check_header(
     Ok(())
 }
 
+/// A record's fields (`None` for `NULL`), or why the line is not a record.
+type Fields = Result<Vec<Option<String>>, String>;
+
 /// The next record and its line number. A record broken by a stray line end inside a
 /// quoted field (`"cernusco s` / `, milan, italy"`) is joined with the following line
 /// when that makes a whole record.
 fn next_record<'a>(
     rows: &mut std::iter::Peekable<impl Iterator<Item = (u64, &'a [u8])>>,
     n: usize,
-) -> Option<(u64, Result<Vec<Option<String>>, String>)> {
+) -> Option<(u64, Fields)> {
     let (line_no, raw) = rows.next()?;
     let line = decode_line(raw);
     let fields = split_line(&line, n);
@@ -349,7 +352,7 @@ fn next_record<'a>(
 /// A quoted field ends at a `"` followed by `;` or the end of the line, so quotes inside
 /// a title (`"O" Is for Outlaw`, escaped or not) and `;` inside a quoted location stay
 /// in the field. `\"` is an escaped quote.
-fn split_line(line: &str, n: usize) -> Result<Vec<Option<String>>, String> {
+fn split_line(line: &str, n: usize) -> Fields {
     let mut fields = Vec::with_capacity(n);
     let bytes = line.as_bytes();
     let mut i = 0;

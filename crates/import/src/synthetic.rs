@@ -37,7 +37,7 @@ pub fn price_cents(sku: &str, band: PriceBand) -> i64 {
 /// hold 1 to 60 units, most of them few.
 pub fn stock(sku: &str) -> i64 {
     let h = hash(sku, 2);
-    if h % 10 == 0 {
+    if h.is_multiple_of(10) {
         return 0;
     }
     let u = unit(h >> 8);
