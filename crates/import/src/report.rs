@@ -10,14 +10,18 @@ pub const KEPT_DIAGNOSTICS: usize = 10;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Diagnostic {
     pub file: String,
-    /// 1-based line number in the file.
+    /// 1-based line number in the file; 0 when the row was set aside after reading
+    /// (an event whose user is in neither the file nor the store).
     pub line: u64,
     pub reason: String,
 }
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}", self.file, self.line, self.reason)
+        match self.line {
+            0 => write!(f, "{}: {}", self.file, self.reason),
+            line => write!(f, "{}:{line}: {}", self.file, self.reason),
+        }
     }
 }
 
