@@ -147,7 +147,13 @@ pub(crate) async fn load(
                 "event {}: unknown user {:?} or product {:?}",
                 record.key, record.user, record.product
             );
-            report.set_aside("events", SetAside::Orphaned, "events (checked against the store)", 0, why);
+            report.set_aside(
+                "events",
+                SetAside::Orphaned,
+                "events (checked against the store)",
+                0,
+                why,
+            );
             report.counts("events").kept -= 1;
             continue;
         };

@@ -23,7 +23,8 @@ pub struct CatalogCounts {
     pub kg_triples: i64,
 }
 
-const PRODUCT_COLUMNS: &str = "p.id, p.sku, p.title, p.description, m.name AS maker, pb.name AS publisher, \
+const PRODUCT_COLUMNS: &str = "p.id, p.sku, p.title, p.description, m.kind AS maker_kind, m.key AS maker_key, \
+     m.name AS maker_name, pb.key AS publisher_key, pb.name AS publisher_name, \
      p.year, p.image_url, p.price_cents, p.currency, p.stock, p.hidden, p.attributes, \
      p.synthetic_fields, p.source, p.updated_at";
 const PRODUCT_FROM: &str = "products p LEFT JOIN makers m ON m.id = p.maker_id \
@@ -38,8 +39,26 @@ macro_rules! product_from_row {
             sku: row.try_get("sku")?,
             title: row.try_get("title")?,
             description: row.try_get("description")?,
-            maker: row.try_get("maker")?,
-            publisher: row.try_get("publisher")?,
+            maker: match (
+                row.try_get::<Option<String>, _>("maker_kind")?,
+                row.try_get::<Option<String>, _>("maker_key")?,
+                row.try_get::<Option<String>, _>("maker_name")?,
+            ) {
+                (Some(kind), Some(key), Some(name)) => Some(Maker {
+                    kind: MakerKind::parse(&kind)
+                        .ok_or_else(|| StoreError::Corrupt(format!("maker kind {kind}")))?,
+                    key,
+                    name,
+                }),
+                _ => None,
+            },
+            publisher: match (
+                row.try_get::<Option<String>, _>("publisher_key")?,
+                row.try_get::<Option<String>, _>("publisher_name")?,
+            ) {
+                (Some(key), Some(name)) => Some(Maker { kind: MakerKind::Publisher, key, name }),
+                _ => None,
+            },
             year: row.try_get::<Option<i64>, _>("year")?.map(|y| y as i32),
             image_url: row.try_get("image_url")?,
             price_cents: row.try_get("price_cents")?,

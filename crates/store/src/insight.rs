@@ -236,6 +236,22 @@ impl Store {
         })
     }
 
+    /// Every product-entity link, in product order.
+    pub async fn product_entity_links(&self) -> Result<Vec<(ProductId, String)>> {
+        on_pool!(self, |pool| {
+            let rows = sqlx::query(
+                "SELECT product_id, entity FROM product_entities ORDER BY product_id, entity",
+            )
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                out.push((ProductId(row.try_get("product_id")?), row.try_get("entity")?));
+            }
+            Ok(out)
+        })
+    }
+
     /// The knowledge-graph entities a product is linked to.
     pub async fn product_entities(&self, product: ProductId) -> Result<Vec<String>> {
         on_pool!(self, |pool| Ok(sqlx::query_scalar(

@@ -6,6 +6,8 @@ use sqlx::Row;
 
 use crate::{Result, Store, StoreError, on_pool};
 
+const INTEREST_QUERY: &str = "SELECT id, user_id, subject, weight, polarity, source_kind, source_ref, created_at FROM interests";
+
 /// Longest interest subject, in bytes.
 pub const MAX_SUBJECT_BYTES: usize = 200;
 
@@ -46,14 +48,23 @@ impl Store {
 
     /// A user's interests, strongest first.
     pub async fn interests(&self, user: UserId) -> Result<Vec<Interest>> {
+        self.interests_where(
+            &format!("{INTEREST_QUERY} WHERE user_id = $1 ORDER BY weight DESC, id"),
+            user.0,
+        )
+        .await
+    }
+
+    /// A page of everyone's interests in id order, after `after` (0 for the first page):
+    /// how the knowledge graph loads them.
+    pub async fn interests_page(&self, after: InterestId, limit: u32) -> Result<Vec<Interest>> {
+        let sql = format!("{INTEREST_QUERY} WHERE id > $1 ORDER BY id LIMIT {limit}");
+        self.interests_where(&sql, after.0).await
+    }
+
+    async fn interests_where(&self, sql: &str, value: i64) -> Result<Vec<Interest>> {
         on_pool!(self, |pool| {
-            let rows = sqlx::query(
-                "SELECT id, user_id, subject, weight, polarity, source_kind, source_ref, created_at \
-                 FROM interests WHERE user_id = $1 ORDER BY weight DESC, id",
-            )
-            .bind(user.0)
-            .fetch_all(pool)
-            .await?;
+            let rows = sqlx::query(sql).bind(value).fetch_all(pool).await?;
             let mut out = Vec::with_capacity(rows.len());
             for row in &rows {
                 let polarity: i64 = row.try_get("polarity")?;

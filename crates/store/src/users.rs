@@ -159,6 +159,20 @@ impl Store {
         })
     }
 
+    /// A page of users in id order, after `after` (0 for the first page).
+    pub async fn users_page(&self, after: UserId, limit: u32) -> Result<Vec<User>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id > $1 ORDER BY id LIMIT $2");
+        on_pool!(self, |pool| {
+            let rows =
+                sqlx::query(&sql).bind(after.0).bind(i64::from(limit)).fetch_all(pool).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                out.push(user_from_row!(row));
+            }
+            Ok(out)
+        })
+    }
+
     pub async fn count_users(&self) -> Result<i64> {
         on_pool!(self, |pool| Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
             .fetch_one(pool)
