@@ -1,0 +1,262 @@
+//! Why a product fits a shopper: the best paths from the user to the product, each
+//! rendered in words ("you rated 3 books by J. R. R. Tolkien; this is by J. R. R.
+//! Tolkien").
+//!
+//! The paths considered, strongest kinds first:
+//! - the user stated or showed an interest in something the product has
+//!   (user → interest target ← product);
+//! - the user liked products that share a maker, publisher, category, attribute or a
+//!   knowledge-graph neighbour with it (user → product′ → shared ← product), grouped by
+//!   the shared node so the sentence can count them;
+//! - the user already interacted with the product itself.
+//!
+//! Shared nodes are weighted by rarity (1 / ln(2 + degree)): sharing an author says more
+//! than sharing a decade. Hubs never explain anything (see [`crate::query`]).
+
+use std::collections::HashMap;
+
+use petgraph::Direction;
+use petgraph::stable_graph::NodeIndex;
+use petgraph::visit::EdgeRef;
+use shopgraph_core::{ProductId, UserId};
+
+use crate::build::{KnowledgeGraph, likes};
+use crate::model::{EdgeDetail, MakerKindKey, NodeKey, Relation, kind_bits};
+use crate::query::{Budget, Limits, QueryError, Step, check};
+
+/// One reason, with the path behind it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Explanation {
+    pub score: f32,
+    /// From the user to the product.
+    pub path: Vec<Step>,
+    /// How many of the user's products share the node this path goes through.
+    pub support: usize,
+    pub text: String,
+}
+
+/// The user's products considered, at most: the strongest interactions first.
+const MAX_USER_ITEMS: usize = 2_000;
+
+struct Group {
+    score: f32,
+    items: Vec<(NodeIndex, f32, u16, Vec<(NodeIndex, Relation, bool)>)>,
+}
+
+impl KnowledgeGraph {
+    /// The `k` best explanations of `product` for `user`, best first; empty when the
+    /// graph knows nothing that links them.
+    pub fn explain(
+        &self,
+        user: UserId,
+        product: ProductId,
+        k: usize,
+        limits: &Limits,
+    ) -> Result<Vec<Explanation>, QueryError> {
+        check("k", k, limits.max_results)?;
+        let user_node = self.index_of(&NodeKey::User(user))?;
+        let target = self.index_of(&NodeKey::Product(product))?;
+        let mut budget = Budget::new(limits);
+        let target_features: HashMap<NodeIndex, (f32, Vec<(NodeIndex, Relation, bool)>)> = self
+            .features(target, limits)
+            .into_iter()
+            .map(|(node, weight, steps)| (node, (weight, steps)))
+            .collect();
+        let mut out = Vec::new();
+
+        // Stated interests, and interactions with the product itself.
+        for edge in self.graph.edges_directed(user_node, Direction::Outgoing) {
+            match &edge.weight().detail {
+                EdgeDetail::Interest { polarity, .. } if likes(*polarity) => {
+                    let interest = edge.target();
+                    let Some((weight, steps)) = target_features.get(&interest) else { continue };
+                    let mut path =
+                        vec![self.step(user_node, Relation::InterestedIn, interest, true)];
+                    path.extend(self.back_to(target, steps));
+                    let text = format!(
+                        "you told us you like {}; {}",
+                        self.graph[interest].label,
+                        self.relation_phrase(target, steps)
+                    );
+                    out.push(Explanation {
+                        score: 2.0 * weight * edge.weight().weight.max(0.1),
+                        path,
+                        support: 1,
+                        text,
+                    });
+                }
+                EdgeDetail::Interaction { kinds, rating, .. }
+                    if edge.target() == target && self.liked(*rating) =>
+                {
+                    let path = vec![self.step(user_node, Relation::Interacted, target, true)];
+                    let text = format!("you {} this before", verb(*kinds));
+                    out.push(Explanation { score: 0.5, path, support: 1, text });
+                }
+                _ => {}
+            }
+        }
+
+        // Liked products that share something with this one, grouped by what they share.
+        let mut items: Vec<(NodeIndex, f32, u16)> = self
+            .graph
+            .edges_directed(user_node, Direction::Outgoing)
+            .filter_map(|e| match e.weight().detail {
+                EdgeDetail::Interaction { kinds, rating, .. }
+                    if e.target() != target && self.liked(rating) =>
+                {
+                    Some((e.target(), e.weight().weight, kinds))
+                }
+                _ => None,
+            })
+            .collect();
+        items.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        items.truncate(MAX_USER_ITEMS);
+        let mut groups: HashMap<NodeIndex, Group> = HashMap::new();
+        'items: for (item, strength, kinds) in items {
+            for (feature, _, steps) in self.features(item, limits) {
+                if !budget.tick()? {
+                    break 'items;
+                }
+                if let Some((weight, _)) = target_features.get(&feature) {
+                    let group =
+                        groups.entry(feature).or_insert(Group { score: 0.0, items: Vec::new() });
+                    // Diminishing returns: the tenth book by one author adds less than the second.
+                    group.score +=
+                        weight * (1.0 + strength).ln() / (1.0 + group.items.len() as f32).sqrt();
+                    group.items.push((item, strength, kinds, steps));
+                }
+            }
+        }
+        for (feature, group) in groups {
+            let (weight, target_steps) = &target_features[&feature];
+            let (item, _, kinds, item_steps) = group
+                .items
+                .iter()
+                .max_by(|a, b| a.1.total_cmp(&b.1).then_with(|| b.0.cmp(&a.0)))
+                .expect("a group has items");
+            let mut path = vec![self.step(user_node, Relation::Interacted, *item, true)];
+            let mut at = *item;
+            for (next, relation, forward) in item_steps {
+                path.push(self.step(at, *relation, *next, *forward));
+                at = *next;
+            }
+            path.extend(self.back_to(target, target_steps));
+            let n = group.items.len();
+            let kinds = group.items.iter().fold(0, |acc, i| acc | i.2) & *kinds | *kinds;
+            let seen = if n == 1 {
+                format!("you {} {}", verb(kinds), self.graph[*item].label)
+            } else {
+                format!(
+                    "you {} {n} {} {}",
+                    verb(kinds),
+                    self.plural(*item),
+                    self.share_phrase(feature, item_steps)
+                )
+            };
+            let text = format!("{seen}; {}", self.relation_phrase(target, target_steps));
+            out.push(Explanation {
+                score: group.score * weight.max(0.01).sqrt(),
+                path,
+                support: n,
+                text,
+            });
+        }
+        out.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.text.cmp(&b.text)));
+        out.truncate(k);
+        Ok(out)
+    }
+
+    /// The steps from a shared node back to the product that has it, given the steps
+    /// from the product out to the node.
+    fn back_to(&self, product: NodeIndex, steps: &[(NodeIndex, Relation, bool)]) -> Vec<Step> {
+        let mut nodes = vec![product];
+        nodes.extend(steps.iter().map(|s| s.0));
+        let mut out = Vec::with_capacity(steps.len());
+        for (i, (node, relation, forward)) in steps.iter().enumerate().rev() {
+            out.push(self.step(*node, *relation, nodes[i], !*forward));
+        }
+        out
+    }
+
+    /// "this is by X", "this is published by X", "this is in X", "this also has X", "this shares a film actor, X".
+    fn relation_phrase(&self, product: NodeIndex, steps: &[(NodeIndex, Relation, bool)]) -> String {
+        let _ = product;
+        let (node, relation, _) = steps.last().expect("a feature is at least one step away");
+        let label = &self.graph[*node].label;
+        match relation {
+            Relation::MadeBy => match self.graph[*node].key {
+                NodeKey::Maker(MakerKindKey::Brand, _) => format!("this is made by {label}"),
+                _ => format!("this is by {label}"),
+            },
+            Relation::PublishedBy => format!("this is published by {label}"),
+            Relation::InCategory => format!("this is in {label}"),
+            Relation::HasAttribute => format!("this also has {}", attribute_words(label)),
+            Relation::Kg(_) => {
+                format!("this shares {} {label}", kg_words(self.relation_label(*relation)))
+            }
+            other => format!("this is {} {label}", other.name()),
+        }
+    }
+
+    /// "by X", "from X", "in X", "with X", "sharing a film actor, X" for counted items.
+    fn share_phrase(&self, feature: NodeIndex, steps: &[(NodeIndex, Relation, bool)]) -> String {
+        let label = &self.graph[feature].label;
+        match steps.last().map(|s| s.1) {
+            Some(Relation::MadeBy) => format!("by {label}"),
+            Some(Relation::PublishedBy) => format!("from {label}"),
+            Some(Relation::InCategory) => format!("in {label}"),
+            Some(Relation::HasAttribute) => format!("with {}", attribute_words(label)),
+            Some(relation @ Relation::Kg(_)) => {
+                format!("that share {} {label}", kg_words(self.relation_label(relation)))
+            }
+            _ => format!("linked to {label}"),
+        }
+    }
+
+    /// "books", "movies" or "products", by the item's format attribute.
+    fn plural(&self, item: NodeIndex) -> &'static str {
+        let format = self.graph.edges_directed(item, Direction::Outgoing).find_map(|e| match &self
+            .graph[e.target()]
+        .key
+        {
+            NodeKey::Attribute(value) => value.strip_prefix("format:").map(str::to_owned),
+            _ => None,
+        });
+        match format.as_deref() {
+            Some("book") => "books",
+            Some("movie") => "movies",
+            _ => "products",
+        }
+    }
+}
+
+fn verb(kinds: u16) -> &'static str {
+    if kinds & kind_bits::PURCHASE != 0 {
+        "bought"
+    } else if kinds & kind_bits::REVIEW != 0 {
+        "reviewed"
+    } else if kinds & kind_bits::RATING != 0 {
+        "rated"
+    } else if kinds & kind_bits::ADD_TO_CART != 0 {
+        "considered"
+    } else {
+        "looked at"
+    }
+}
+
+/// `year:1990s` → "the 1990s"; `mount:L` → "mount L".
+fn attribute_words(value: &str) -> String {
+    match value.split_once(':') {
+        Some(("year", decade)) => format!("the {decade}"),
+        Some((name, v)) => format!("{} {v}", name.replace('_', " ")),
+        None => value.to_owned(),
+    }
+}
+
+/// `film.film.actor` → "a film actor"; `film.film.directed_by` → "a film directed by".
+fn kg_words(relation: &str) -> String {
+    let mut parts = relation.rsplit('.');
+    let last = parts.next().unwrap_or(relation).replace('_', " ");
+    let domain = parts.next().unwrap_or_default().replace('_', " ");
+    if domain.is_empty() { format!("a {last}") } else { format!("a {domain} {last}") }
+}
