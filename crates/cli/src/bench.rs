@@ -41,6 +41,15 @@ pub(crate) enum BenchCommand {
         )]
         postgres_url: String,
     },
+    /// Knowledge graph: build time from the store, snapshot size and load time, memory,
+    /// and latency of neighbour, similar-product and explanation queries.
+    Graph {
+        #[command(flatten)]
+        db: crate::DbArgs,
+        /// Queries of each kind.
+        #[arg(long, default_value_t = 1_000)]
+        samples: usize,
+    },
     /// Import throughput (rows/s) and peak memory for a whole source, into a new
     /// SQLite file.
     Import {
@@ -119,6 +128,7 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
             }
             report(&text);
         }
+        BenchCommand::Graph { db, samples } => bench_graph(&db, samples).await?,
         BenchCommand::Import { source, data_dir } => {
             let dir = source_dir(&source, &data_dir);
             let started = Instant::now();
@@ -253,6 +263,90 @@ async fn bench_store(store: &Store, shape: &Shape) -> anyhow::Result<Figures> {
     })
 }
 
+async fn bench_graph(db: &crate::DbArgs, samples: usize) -> anyhow::Result<()> {
+    use shopgraph_graph::{Limits, NodeKey, snapshot};
+
+    let store = db.open().await?;
+    let rss_before = memory("VmRSS").unwrap_or(0);
+    let started = Instant::now();
+    let graph = crate::graph::build(&store).await?;
+    let build = started.elapsed();
+    let rss_graph = memory("VmRSS").unwrap_or(0).saturating_sub(rss_before);
+
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("bench.snapshot");
+    let started = Instant::now();
+    crate::graph::save(&graph, &path, "bench")?;
+    let write = started.elapsed();
+    let size = std::fs::metadata(&path)?.len();
+    let started = Instant::now();
+    let (loaded, _) = snapshot::decode(&std::fs::read(&path)?)?;
+    let load = started.elapsed();
+    drop(loaded);
+
+    // Real (user, product) pairs: the explanation target is the product most like one
+    // the user chose, as when explaining a recommendation.
+    let total = store.count_events().await?.max(1) as usize;
+    let mut rng = Lcg(11);
+    let mut pairs = Vec::with_capacity(samples);
+    while pairs.len() < samples {
+        if let Some(e) = store.events_after(rng.below(total) as i64, 1).await?.pop()
+            && let Some(product) = e.product
+        {
+            pairs.push((e.user, product));
+        }
+    }
+    let limits = Limits::default();
+    let (mut neighbours, mut similar, mut explain) = (Vec::new(), Vec::new(), Vec::new());
+    let mut explained = 0;
+    for (user, product) in &pairs {
+        let t = Instant::now();
+        graph.neighbours(&NodeKey::Product(*product), None, 20, &limits)?;
+        neighbours.push(t.elapsed());
+        let t = Instant::now();
+        let like = graph.similar_products(*product, 10, &limits)?;
+        similar.push(t.elapsed());
+        let target = like.first().map_or(*product, |s| s.product);
+        let t = Instant::now();
+        let found = graph.explain(*user, target, 3, &limits)?;
+        explain.push(t.elapsed());
+        explained += usize::from(!found.is_empty());
+    }
+    let row = |name: &str, d: Vec<Duration>| {
+        let (p50, p99) = p50_p99(d);
+        format!("  {name:<22} p50 {:>10}  p99 {:>10}\n", ms(p50), ms(p99))
+    };
+    report(&format!(
+        "graph benchmark: {} nodes, {} edges\n  build from the store   {:.1} s\n  snapshot               {:.0} MiB, written in {:.2} s, loaded in {:.2} s\n  \
+         graph memory           {:.0} MiB (resident growth while building); peak {}\n{}{}{}  explanations found for {explained} of {samples} pairs",
+        graph.node_count(),
+        graph.edge_count(),
+        build.as_secs_f64(),
+        size as f64 / (1 << 20) as f64,
+        write.as_secs_f64(),
+        load.as_secs_f64(),
+        rss_graph as f64 / 1024.0,
+        peak_memory().unwrap_or_else(|| "unknown".into()),
+        row("neighbours (20)", neighbours),
+        row("similar products (10)", similar),
+        row("explanation paths (3)", explain),
+    ));
+    Ok(())
+}
+
+/// A field of /proc/self/status, in KiB.
+fn memory(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
 fn p50_p99(mut samples: Vec<Duration>) -> (Duration, Duration) {
     samples.sort_unstable();
     let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
@@ -265,16 +359,7 @@ fn ms(d: Duration) -> String {
 
 /// The process's peak resident memory, from the kernel's own accounting.
 fn peak_memory() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(format!("{:.0} MiB", kb as f64 / 1024.0))
+    Some(format!("{:.0} MiB", memory("VmHWM")? as f64 / 1024.0))
 }
 
 /// A small deterministic generator: the same run every time, no dependency.

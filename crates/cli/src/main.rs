@@ -6,6 +6,7 @@
 
 mod bench;
 mod events;
+mod graph;
 mod load;
 
 use std::path::{Path, PathBuf};
@@ -72,6 +73,9 @@ enum Command {
     },
     /// Read a source, clean and check every row, and write it into the store.
     Import(load::ImportArgs),
+    /// The knowledge graph: build, query, explain.
+    #[command(subcommand)]
+    Graph(graph::GraphCommand),
     /// Event ingestion from a pipe.
     #[command(subcommand)]
     Events(events::EventsCommand),
@@ -106,6 +110,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Import(args) => load::run(args).await?,
         Command::Events(command) => events::run(command).await?,
+        Command::Graph(command) => graph::run(command).await?,
         Command::DeleteUser { db, external_id } => {
             let store = db.open().await?;
             let Some(user) = store.user_by_external_id(&external_id).await? else {

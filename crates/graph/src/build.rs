@@ -2,7 +2,9 @@
 //! the store's order is not fixed, so applying records as they arrive gives the same
 //! graph as a rebuild from the store (a property test checks this).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use petgraph::Direction;
 use petgraph::stable_graph::{EdgeIndex, NodeIndex, StableDiGraph};

@@ -13,7 +13,7 @@
 //! Shared nodes are weighted by rarity (1 / ln(2 + degree)): sharing an author says more
 //! than sharing a decade. Hubs never explain anything (see [`crate::query`]).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use petgraph::Direction;
 use petgraph::stable_graph::NodeIndex;
@@ -97,35 +97,70 @@ impl KnowledgeGraph {
         }
 
         // Liked products that share something with this one, grouped by what they share.
-        let mut items: Vec<(NodeIndex, f32, u16)> = self
+        // Two ways to find them: from each of the user's products out to its features, or
+        // from each of the target's (few, rare) features back to the products that have
+        // them. A reader with 10,000 ratings is cheap from the target's side; a reader
+        // with three, from their own. Both find the same groups.
+        let liked: HashMap<NodeIndex, (f32, u16)> = self
             .graph
             .edges_directed(user_node, Direction::Outgoing)
             .filter_map(|e| match e.weight().detail {
                 EdgeDetail::Interaction { kinds, rating, .. }
                     if e.target() != target && self.liked(rating) =>
                 {
-                    Some((e.target(), e.weight().weight, kinds))
+                    Some((e.target(), (e.weight().weight, kinds)))
                 }
                 _ => None,
             })
             .collect();
-        items.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        items.truncate(MAX_USER_ITEMS);
-        let mut groups: HashMap<NodeIndex, Group> = HashMap::new();
-        'items: for (item, strength, kinds) in items {
-            for (feature, _, steps) in self.features(item, limits) {
-                if !budget.tick()? {
-                    break 'items;
-                }
-                if let Some((weight, _)) = target_features.get(&feature) {
-                    let group =
-                        groups.entry(feature).or_insert(Group { score: 0.0, items: Vec::new() });
-                    // Diminishing returns: the tenth book by one author adds less than the second.
-                    group.score +=
-                        weight * (1.0 + strength).ln() / (1.0 + group.items.len() as f32).sqrt();
-                    group.items.push((item, strength, kinds, steps));
+        let from_target: usize =
+            target_features.keys().map(|f| self.graph[*f].degree as usize).sum();
+        let mut groups: HashMap<NodeIndex, Group> = HashMap::default();
+        if from_target < liked.len() * 8 {
+            'features: for (feature, (_, steps)) in &target_features {
+                for (holder, item_steps) in self.holders(*feature, steps) {
+                    if !budget.tick()? {
+                        break 'features;
+                    }
+                    if let Some((strength, kinds)) = liked.get(&holder) {
+                        let group = groups
+                            .entry(*feature)
+                            .or_insert(Group { score: 0.0, items: Vec::new() });
+                        group.items.push((holder, *strength, *kinds, item_steps));
+                    }
                 }
             }
+        } else {
+            let mut items: Vec<(NodeIndex, f32, u16)> =
+                liked.iter().map(|(n, (s, k))| (*n, *s, *k)).collect();
+            items.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            items.truncate(MAX_USER_ITEMS);
+            'items: for (item, strength, kinds) in items {
+                for (feature, _, steps) in self.features(item, limits) {
+                    if !budget.tick()? {
+                        break 'items;
+                    }
+                    if target_features.contains_key(&feature) {
+                        let group = groups
+                            .entry(feature)
+                            .or_insert(Group { score: 0.0, items: Vec::new() });
+                        group.items.push((item, strength, kinds, steps));
+                    }
+                }
+            }
+        }
+        for (feature, group) in &mut groups {
+            // Strongest first, and diminishing returns: the tenth book by one author adds
+            // less than the second. Sorted first, so the score does not depend on the
+            // order the items were found in.
+            group.items.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            let weight = target_features[feature].0;
+            group.score = group
+                .items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| weight * (1.0 + item.1).ln() / (1.0 + i as f32).sqrt())
+                .sum();
         }
         for (feature, group) in groups {
             let (weight, target_steps) = &target_features[&feature];
@@ -164,6 +199,41 @@ impl KnowledgeGraph {
         out.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.text.cmp(&b.text)));
         out.truncate(k);
         Ok(out)
+    }
+
+    /// The products that have `feature` the way the target has it (`steps` lead from the
+    /// target to it), each with the steps from it to the feature.
+    fn holders(
+        &self,
+        feature: NodeIndex,
+        steps: &[(NodeIndex, Relation, bool)],
+    ) -> Vec<(NodeIndex, Vec<(NodeIndex, Relation, bool)>)> {
+        match steps {
+            [(_, relation, _)] => self
+                .graph
+                .edges_directed(feature, Direction::Incoming)
+                .filter(|e| e.weight().relation == *relation)
+                .map(|e| (e.source(), vec![(feature, *relation, true)]))
+                .collect(),
+            _ => self
+                .incident(feature)
+                .filter(|(_, e, _)| matches!(e.relation, Relation::Kg(_)))
+                .flat_map(|(entity, edge, forward)| {
+                    self.graph
+                        .edges_directed(entity, Direction::Incoming)
+                        .filter(|e| e.weight().relation == Relation::LinkedTo)
+                        .map(move |e| {
+                            (
+                                e.source(),
+                                vec![
+                                    (entity, Relation::LinkedTo, true),
+                                    (feature, edge.relation, !forward),
+                                ],
+                            )
+                        })
+                })
+                .collect(),
+        }
     }
 
     /// The steps from a shared node back to the product that has it, given the steps

@@ -6,7 +6,9 @@
 //! reported but never walked through: "both are books" explains nothing and costs a
 //! scan of the catalog.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::time::{Duration, Instant};
 
 use petgraph::Direction;
@@ -215,7 +217,7 @@ impl KnowledgeGraph {
         check("limit", limit, limits.max_results)?;
         let start = self.index_of(key)?;
         let mut budget = Budget::new(limits);
-        let mut seen = HashSet::from([start]);
+        let mut seen: HashSet<NodeIndex> = std::iter::once(start).collect();
         let mut queue = VecDeque::from([(start, 0)]);
         let mut out = Vec::new();
         'walk: while let Some((node, distance)) = queue.pop_front() {
@@ -298,7 +300,7 @@ impl KnowledgeGraph {
         check("k", k, limits.max_results)?;
         let start = self.index_of(&NodeKey::Product(product))?;
         let mut budget = Budget::new(limits);
-        let mut scores: HashMap<NodeIndex, (f32, Vec<(f32, NodeIndex)>)> = HashMap::new();
+        let mut scores: HashMap<NodeIndex, (f32, Vec<(f32, NodeIndex)>)> = HashMap::default();
         'features: for (feature, weight, steps) in self.features(start, limits) {
             // Walk back from the shared node to the products that have it.
             let holders: Vec<NodeIndex> = match steps.as_slice() {
@@ -375,8 +377,8 @@ impl KnowledgeGraph {
         let mut budget = Budget::new(limits);
         // Breadth-first from both ends; each side records how it reached each node.
         let mut sides = [
-            (HashMap::from([(start, None)]), vec![start]),
-            (HashMap::from([(goal, None)]), vec![goal]),
+            ([(start, None)].into_iter().collect::<HashMap<_, _>>(), vec![start]),
+            ([(goal, None)].into_iter().collect::<HashMap<_, _>>(), vec![goal]),
         ];
         let mut meetings: Vec<NodeIndex> = Vec::new();
         let mut depth = [0, 0];
@@ -455,7 +457,7 @@ impl KnowledgeGraph {
     ) -> Result<Vec<UserId>, QueryError> {
         check("limit", limit, limits.max_results)?;
         let mut budget = Budget::new(limits);
-        let mut buyers = HashSet::new();
+        let mut buyers = HashSet::default();
         for edge in self
             .graph
             .edges_directed(self.index_of(&NodeKey::Product(bought))?, Direction::Incoming)

@@ -8,6 +8,7 @@
 //! [`KnowledgeGraph::last_seq`] travel with it, so a stale snapshot is caught up or
 //! rebuilt.
 
+use petgraph::visit::NodeIndexable;
 use serde::{Deserialize, Serialize};
 use shopgraph_core::interest::{InterestSource, Polarity};
 use shopgraph_core::{InterestId, ProductId, SegmentId, UserId};
@@ -91,10 +92,11 @@ const RELATIONS: [Relation; 10] = [
 
 /// Encodes the graph, with the caller's stamp of the store it was built from.
 pub fn encode(graph: &KnowledgeGraph, stamp: &str) -> Vec<u8> {
-    let mut positions = std::collections::HashMap::with_capacity(graph.graph.node_count());
+    // Node indices of a stable graph have holes where nodes were removed: renumber.
+    let mut positions = vec![u32::MAX; graph.graph.node_bound()];
     let mut nodes = Vec::with_capacity(graph.graph.node_count());
     for index in graph.graph.node_indices() {
-        positions.insert(index, nodes.len() as u32);
+        positions[index.index()] = nodes.len() as u32;
         let node = &graph.graph[index];
         nodes.push((wire_key(&node.key), node.label.clone()));
     }
@@ -112,8 +114,8 @@ pub fn encode(graph: &KnowledgeGraph, stamp: &str) -> Vec<u8> {
                 ),
             };
             Some(WireEdge {
-                from: positions[&from],
-                to: positions[&to],
+                from: positions[from.index()],
+                to: positions[to.index()],
                 relation,
                 kg,
                 weight: edge.weight,

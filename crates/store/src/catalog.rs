@@ -303,20 +303,49 @@ impl Store {
         Ok(out)
     }
 
-    /// A page of products in id order, after `after` (0 for the first page).
+    /// A page of products in id order, after `after` (0 for the first page), with their
+    /// categories.
     pub async fn products_page(&self, after: ProductId, limit: u32) -> Result<Vec<Product>> {
         let sql = format!(
             "SELECT {PRODUCT_COLUMNS} FROM {PRODUCT_FROM} WHERE p.id > $1 ORDER BY p.id LIMIT $2"
         );
-        on_pool!(self, |pool| {
+        let mut products = on_pool!(self, |pool| {
             let rows =
                 sqlx::query(&sql).bind(after.0).bind(i64::from(limit)).fetch_all(pool).await?;
             let mut out = Vec::with_capacity(rows.len());
             for row in &rows {
                 out.push(product_from_row!(row));
             }
-            Ok(out)
-        })
+            out
+        });
+        let (Some(first), Some(last)) = (products.first(), products.last()) else {
+            return Ok(products);
+        };
+        let (first, last) = (first.id.0, last.id.0);
+        let links: Vec<(i64, String)> = on_pool!(self, |pool| {
+            let rows = sqlx::query(
+                "SELECT pc.product_id, c.key FROM product_categories pc \
+                 JOIN categories c ON c.id = pc.category_id \
+                 WHERE pc.product_id BETWEEN $1 AND $2 ORDER BY pc.product_id, c.key",
+            )
+            .bind(first)
+            .bind(last)
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                out.push((row.try_get("product_id")?, row.try_get("key")?));
+            }
+            out
+        });
+        let index: HashMap<i64, usize> =
+            products.iter().enumerate().map(|(i, p)| (p.id.0, i)).collect();
+        for (product_id, key) in links {
+            if let Some(i) = index.get(&product_id) {
+                products[*i].categories.push(key);
+            }
+        }
+        Ok(products)
     }
 
     /// Sets the stock level of a product (what operations and stock-aware ranking read).
@@ -378,6 +407,30 @@ impl Store {
                 out.push(Maker { kind, key: row.try_get("key")?, name: row.try_get("name")? });
             }
             Ok(out)
+        })
+    }
+
+    /// A fingerprint of everything but the event stream: it changes when a product,
+    /// maker, category, user, interest, triple or entity link is added, changed or
+    /// removed. Derived state (the graph snapshot) records it, and rebuilds when it
+    /// differs; new events are caught up from the cursor instead.
+    pub async fn fingerprint(&self) -> Result<String> {
+        on_pool!(self, |pool| {
+            let row = sqlx::query(
+                "SELECT (SELECT COUNT(*) FROM products) AS p, (SELECT COALESCE(MAX(updated_at), 0) FROM products) AS pu, \
+                        (SELECT COUNT(*) FROM makers) AS m, (SELECT COALESCE(MAX(id), 0) FROM makers) AS mi, \
+                        (SELECT COUNT(*) FROM categories) AS c, (SELECT COALESCE(MAX(id), 0) FROM categories) AS ci, \
+                        (SELECT COUNT(*) FROM users) AS u, (SELECT COALESCE(MAX(updated_at), 0) FROM users) AS uu, \
+                        (SELECT COUNT(*) FROM interests) AS i, (SELECT COALESCE(MAX(id), 0) FROM interests) AS ii, \
+                        (SELECT COUNT(*) FROM kg_triples) AS t, (SELECT COUNT(*) FROM product_entities) AS l",
+            )
+            .fetch_one(pool)
+            .await?;
+            let mut parts = Vec::with_capacity(12);
+            for column in ["p", "pu", "m", "mi", "c", "ci", "u", "uu", "i", "ii", "t", "l"] {
+                parts.push(format!("{column}={}", row.try_get::<i64, _>(column)?));
+            }
+            Ok(parts.join(","))
         })
     }
 

@@ -254,6 +254,10 @@ async fn catalog_upserts_round_trip(store: &Store) {
         (counts.products, counts.categories, counts.authors, counts.publishers),
         (1, 2, 1, 1)
     );
+    let page = store.products_page(ProductId(0), 10).await.unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].categories, ["fantasy"]);
+    assert_eq!(page[0].maker.as_ref().map(|m| m.key.as_str()), Some("tolkien"));
 }
 
 async fn a_retried_event_is_stored_once(store: &Store) {

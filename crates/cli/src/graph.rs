@@ -1,0 +1,398 @@
+//! `shopgraph graph …`: the knowledge graph, built from the store, kept in a snapshot
+//! beside it, and queried from the command line.
+//!
+//! Loading: a snapshot whose stamp matches the store (same database, same catalog
+//! fingerprint) is loaded and caught up with the events appended since it was written,
+//! in place. A snapshot that is missing, stale, corrupt or of another format is rebuilt
+//! from the store and written anew (atomically: a crash never leaves half a file).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use indicatif::ProgressBar;
+use shopgraph_core::product::MakerKind;
+use shopgraph_core::{InterestId, ProductId, UserId};
+use shopgraph_graph::{KnowledgeGraph, Limits, NodeKey, Relation, snapshot};
+use shopgraph_store::Store;
+
+use crate::{DbArgs, report};
+
+#[derive(Args, Clone)]
+pub(crate) struct GraphArgs {
+    #[command(flatten)]
+    pub(crate) db: DbArgs,
+    /// Where the snapshot lives; by default beside the fetched data, one per database.
+    #[arg(long, env = "SHOPGRAPH_GRAPH_SNAPSHOT")]
+    pub(crate) snapshot: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum GraphCommand {
+    /// Rebuild the graph from the store and write its snapshot.
+    Build(GraphArgs),
+    /// Node and edge counts.
+    Stats(GraphArgs),
+    /// A node's neighbours. NODE: `sku:SKU`, `user:EXTERNAL_ID`, `author:KEY`,
+    /// `publisher:KEY`, `category:KEY`, `year:1990s`, `entity:m.0bln8`, ….
+    Neighbours {
+        #[command(flatten)]
+        graph: GraphArgs,
+        node: String,
+        /// Only edges of this relation (`made-by`, `interacted`, `in-category`, …).
+        #[arg(long)]
+        relation: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Products like this one, and what they share.
+    Similar {
+        #[command(flatten)]
+        graph: GraphArgs,
+        sku: String,
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+    },
+    /// Why a product fits a customer, in words, with the paths behind it.
+    Explain {
+        #[command(flatten)]
+        graph: GraphArgs,
+        user: String,
+        sku: String,
+        #[arg(long, default_value_t = 3)]
+        k: usize,
+    },
+    /// What connects two nodes.
+    Connect {
+        #[command(flatten)]
+        graph: GraphArgs,
+        a: String,
+        b: String,
+        #[arg(long, default_value_t = 3)]
+        hops: usize,
+        #[arg(long, default_value_t = 5)]
+        k: usize,
+    },
+    /// Customers who bought one product and rated another low.
+    BoughtRatedLow {
+        #[command(flatten)]
+        graph: GraphArgs,
+        bought: String,
+        rated: String,
+        #[arg(long, default_value_t = 4.0)]
+        max_rating: f32,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// A customer's interests and where each came from.
+    Profile {
+        #[command(flatten)]
+        graph: GraphArgs,
+        user: String,
+    },
+    /// Check that the snapshot, caught up in place, equals a rebuild from the store.
+    Verify(GraphArgs),
+}
+
+pub(crate) async fn run(command: GraphCommand) -> anyhow::Result<()> {
+    let limits = Limits::default();
+    match command {
+        GraphCommand::Build(args) => {
+            let store = args.db.open().await?;
+            let started = Instant::now();
+            let graph = build(&store).await?;
+            let built = started.elapsed();
+            save(&graph, &args.snapshot_path(), &stamp(&store, &args).await?)?;
+            report(&format!(
+                "built {} nodes and {} edges in {:.1} s; snapshot {}",
+                graph.node_count(),
+                graph.edge_count(),
+                built.as_secs_f64(),
+                args.snapshot_path().display()
+            ));
+        }
+        GraphCommand::Stats(args) => {
+            let (graph, _) = open(&args).await?;
+            let lines: Vec<String> =
+                graph.stats().into_iter().map(|(k, v)| format!("{k:<28} {v}")).collect();
+            report(&lines.join("\n"));
+        }
+        GraphCommand::Neighbours { graph: args, node, relation, limit } => {
+            let (graph, store) = open(&args).await?;
+            let relation = match relation {
+                Some(name) => Some(
+                    Relation::parse(&name).with_context(|| format!("unknown relation {name:?}"))?,
+                ),
+                None => None,
+            };
+            let key = node_key(&store, &graph, &node).await?;
+            for n in graph.neighbours(&key, relation, limit, &limits)? {
+                let arrow = if n.forward { "->" } else { "<-" };
+                report(&format!(
+                    "{arrow} {:<16} {:<40} {} ({:.1})",
+                    n.relation_name,
+                    n.key.to_string(),
+                    n.label,
+                    n.weight
+                ));
+            }
+        }
+        GraphCommand::Similar { graph: args, sku, k } => {
+            let (graph, _) = open(&args).await?;
+            let product = product_id(&graph, &sku)?;
+            for s in graph.similar_products(product, k, &limits)? {
+                report(&format!("{:>6.2}  {}  (shares {})", s.score, s.title, s.shared.join(", ")));
+            }
+        }
+        GraphCommand::Explain { graph: args, user, sku, k } => {
+            let (graph, store) = open(&args).await?;
+            let user = user_id(&store, &user).await?;
+            let found = graph.explain(user, product_id(&graph, &sku)?, k, &limits)?;
+            if found.is_empty() {
+                report("the graph holds nothing that links them");
+            }
+            for e in found {
+                let path: Vec<String> =
+                    e.path.iter().map(|s| format!("{} -{}->", s.from, s.relation.name())).collect();
+                report(&format!(
+                    "{}\n    {} {}",
+                    e.text,
+                    path.join(" "),
+                    e.path.last().map(|s| s.to.to_string()).unwrap_or_default()
+                ));
+            }
+        }
+        GraphCommand::Connect { graph: args, a, b, hops, k } => {
+            let (graph, store) = open(&args).await?;
+            let (a, b) = (node_key(&store, &graph, &a).await?, node_key(&store, &graph, &b).await?);
+            let paths = graph.connect(&a, &b, hops, k, &limits)?;
+            if paths.is_empty() {
+                report(&format!("nothing connects them within {hops} hops"));
+            }
+            for path in paths {
+                let mut text = path.first().map(|s| s.from.to_string()).unwrap_or_default();
+                for step in &path {
+                    let (l, r) = if step.forward { ("-", "->") } else { ("<-", "-") };
+                    text.push_str(&format!(" {l}{}{r} {}", step.relation.name(), step.to));
+                }
+                report(&text);
+            }
+        }
+        GraphCommand::BoughtRatedLow { graph: args, bought, rated, max_rating, limit } => {
+            let (graph, store) = open(&args).await?;
+            let users = graph.bought_and_rated_low(
+                product_id(&graph, &bought)?,
+                product_id(&graph, &rated)?,
+                max_rating,
+                limit,
+                &limits,
+            )?;
+            for user in users {
+                let external = store.user(user).await?.map(|u| u.external_id).unwrap_or_default();
+                report(&external);
+            }
+        }
+        GraphCommand::Profile { graph: args, user } => {
+            let (graph, store) = open(&args).await?;
+            for i in graph.profile(user_id(&store, &user).await?)? {
+                report(&format!(
+                    "{:<8} {:<40} {:.2}  from {} {}",
+                    if i.polarity == shopgraph_core::interest::Polarity::Likes {
+                        "likes"
+                    } else {
+                        "dislikes"
+                    },
+                    i.label,
+                    i.weight,
+                    i.source.kind(),
+                    i.source.reference().unwrap_or_default()
+                ));
+            }
+        }
+        GraphCommand::Verify(args) => {
+            let (live, store) = open(&args).await?;
+            let rebuilt = build(&store).await?;
+            if live.canonical() != rebuilt.canonical() {
+                bail!("the graph caught up in place differs from a rebuild from the store");
+            }
+            report(&format!(
+                "in place equals rebuild: {} nodes, {} edges",
+                live.node_count(),
+                live.edge_count()
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl GraphArgs {
+    pub(crate) fn snapshot_path(&self) -> PathBuf {
+        self.snapshot.clone().unwrap_or_else(|| {
+            let id = format!("{}|{}", self.db.url, self.db.pg_schema.as_deref().unwrap_or(""));
+            PathBuf::from(format!(".cache/graph-{:016x}.snapshot", fnv(id.as_bytes())))
+        })
+    }
+}
+
+/// Opens the store and the graph: the snapshot caught up, or a rebuild.
+pub(crate) async fn open(args: &GraphArgs) -> anyhow::Result<(KnowledgeGraph, Store)> {
+    let store = args.db.open().await?;
+    let stamp = stamp(&store, args).await?;
+    let path = args.snapshot_path();
+    let graph = match load(&path, &stamp) {
+        Ok(mut graph) => {
+            let applied = catch_up(&store, &mut graph).await?;
+            if applied > 0 {
+                tracing::info!(applied, "caught the graph up with new events");
+                save(&graph, &path, &stamp)?;
+            }
+            graph
+        }
+        Err(why) => {
+            tracing::warn!("rebuilding the graph from the store: {why}");
+            let graph = build(&store).await?;
+            save(&graph, &path, &stamp)?;
+            graph
+        }
+    };
+    Ok((graph, store))
+}
+
+/// What the snapshot must have been written from: this database, this catalog.
+async fn stamp(store: &Store, args: &GraphArgs) -> anyhow::Result<String> {
+    Ok(format!(
+        "{}|{}|{}",
+        args.db.url,
+        args.db.pg_schema.as_deref().unwrap_or(""),
+        store.fingerprint().await?
+    ))
+}
+
+fn load(path: &Path, stamp: &str) -> anyhow::Result<KnowledgeGraph> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("no snapshot at {}", path.display()))?;
+    let (graph, found) =
+        snapshot::decode(&bytes).with_context(|| format!("snapshot {}", path.display()))?;
+    if found != stamp {
+        bail!("snapshot {} is stale: the catalog changed since it was written", path.display());
+    }
+    Ok(graph)
+}
+
+pub(crate) fn save(graph: &KnowledgeGraph, path: &Path, stamp: &str) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let tmp = path.with_extension("snapshot.tmp");
+    std::fs::write(&tmp, snapshot::encode(graph, stamp))
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
+    Ok(())
+}
+
+/// Builds the graph from everything in the store.
+pub(crate) async fn build(store: &Store) -> anyhow::Result<KnowledgeGraph> {
+    const PAGE: u32 = 20_000;
+    let mut graph = KnowledgeGraph::default();
+    let bar = ProgressBar::new_spinner().with_message("building the knowledge graph");
+    for category in store.categories().await? {
+        graph.upsert_category(&category);
+    }
+    for kind in [MakerKind::Author, MakerKind::Brand, MakerKind::Publisher] {
+        for maker in store.makers(kind).await? {
+            graph.upsert_maker(&maker);
+        }
+    }
+    let mut after = ProductId(0);
+    loop {
+        let page = store.products_page(after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        for product in &page {
+            graph.upsert_product(product);
+        }
+        bar.inc(page.len() as u64);
+    }
+    let mut after = UserId(0);
+    loop {
+        let page = store.users_page(after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        for user in &page {
+            graph.upsert_user(user);
+        }
+        bar.inc(page.len() as u64);
+    }
+    catch_up(store, &mut graph).await?;
+    let mut after = InterestId(0);
+    loop {
+        let page = store.interests_page(after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        for interest in &page {
+            graph.add_interest(interest);
+        }
+    }
+    let mut after = None;
+    loop {
+        let page = store.triples_page(after.as_ref(), PAGE).await?;
+        let Some(last) = page.last().cloned() else { break };
+        for triple in &page {
+            graph.add_triple(triple);
+        }
+        after = Some(last);
+        bar.inc(page.len() as u64);
+    }
+    for (product, entity) in store.product_entity_links().await? {
+        graph.link_entity(product, &entity);
+    }
+    bar.finish_and_clear();
+    Ok(graph)
+}
+
+/// Applies every event after the graph's cursor. Returns how many it read.
+pub(crate) async fn catch_up(store: &Store, graph: &mut KnowledgeGraph) -> anyhow::Result<usize> {
+    let mut applied = 0;
+    loop {
+        let page = store.events_after(graph.last_seq(), 50_000).await?;
+        if page.is_empty() {
+            return Ok(applied);
+        }
+        applied += page.len();
+        for event in &page {
+            graph.apply_event(event);
+        }
+    }
+}
+
+fn product_id(graph: &KnowledgeGraph, sku: &str) -> anyhow::Result<ProductId> {
+    graph.product_by_sku(sku).with_context(|| format!("no product with sku {sku:?}"))
+}
+
+async fn user_id(store: &Store, external_id: &str) -> anyhow::Result<UserId> {
+    Ok(store
+        .user_by_external_id(external_id)
+        .await?
+        .with_context(|| format!("no user with id {external_id:?}"))?
+        .id)
+}
+
+/// `sku:SKU` and `user:EXTERNAL_ID` are resolved here; the rest is [`NodeKey::parse`].
+async fn node_key(store: &Store, graph: &KnowledgeGraph, text: &str) -> anyhow::Result<NodeKey> {
+    if let Some(sku) = text.strip_prefix("sku:") {
+        return Ok(NodeKey::Product(product_id(graph, sku)?));
+    }
+    if let Some(user) = text.strip_prefix("user:") {
+        return Ok(NodeKey::User(user_id(store, user).await?));
+    }
+    NodeKey::parse(text).with_context(|| {
+        format!("{text:?} is not a node: write KIND:NAME (sku:…, user:…, author:…, category:…)")
+    })
+}
+
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
