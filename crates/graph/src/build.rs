@@ -10,7 +10,7 @@ use petgraph::Direction;
 use petgraph::stable_graph::{EdgeIndex, NodeIndex, StableDiGraph};
 use petgraph::visit::{EdgeRef, IntoEdgeReferences};
 use shopgraph_core::event::{Event, EventKind};
-use shopgraph_core::interest::{Interest, Polarity};
+use shopgraph_core::interest::{Interest, InterestSource, Polarity};
 use shopgraph_core::kg::Triple;
 use shopgraph_core::product::{Category, Maker, Product};
 use shopgraph_core::user::User;
@@ -24,7 +24,10 @@ pub struct KnowledgeGraph {
     pub(crate) graph: StableDiGraph<Node, Edge>,
     pub(crate) index: HashMap<NodeKey, NodeIndex>,
     pub(crate) skus: HashMap<String, ProductId>,
-    pub(crate) interests: HashMap<InterestId, EdgeIndex>,
+    pub(crate) interests: HashMap<InterestId, InterestEdge>,
+    /// The interaction edge of each (user, product) pair: found in O(1), not by
+    /// scanning a heavy reader's thousands of edges for every event.
+    pub(crate) interactions: HashMap<(NodeIndex, NodeIndex), EdgeIndex>,
     pub(crate) relation_names: Vec<String>,
     pub(crate) relation_ids: HashMap<String, u16>,
     /// The largest rating seen: ratings at or above 60% of it count as liking.
@@ -40,6 +43,14 @@ pub(crate) struct Node {
     pub(crate) label: String,
     /// In plus out edges, kept up to date so hubs are recognised in O(1).
     pub(crate) degree: u32,
+}
+
+/// Where an interest edge is, and what it came from.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct InterestEdge {
+    pub(crate) edge: EdgeIndex,
+    pub(crate) source: InterestSource,
+    pub(crate) at: i64,
 }
 
 #[derive(Clone, Debug)]
@@ -183,8 +194,14 @@ impl KnowledgeGraph {
             )
             .collect();
         for (edge, other) in edges {
-            if let EdgeDetail::Interest { id, .. } = self.graph[edge].detail {
-                self.interests.remove(&id);
+            match self.graph[edge].detail {
+                EdgeDetail::Interest { id, .. } => {
+                    self.interests.remove(&id);
+                }
+                EdgeDetail::Interaction { .. } => {
+                    self.interactions.remove(&(node, other));
+                }
+                _ => {}
             }
             self.graph[other].degree -= 1;
         }
@@ -210,12 +227,7 @@ impl KnowledgeGraph {
         if let Some(r) = rating {
             self.max_rating = self.max_rating.max(r);
         }
-        let existing = self
-            .graph
-            .edges_connecting(user, product)
-            .find(|e| e.weight().relation == Relation::Interacted)
-            .map(|e| e.id());
-        match existing {
+        match self.interactions.get(&(user, product)).copied() {
             Some(edge) => {
                 let edge = &mut self.graph[edge];
                 edge.weight += weight;
@@ -237,7 +249,8 @@ impl KnowledgeGraph {
                     count: 1,
                     last_at: event.occurred_at,
                 };
-                self.add_edge(user, product, Relation::Interacted, weight, detail);
+                let edge = self.add_edge(user, product, Relation::Interacted, weight, detail);
+                self.interactions.insert((user, product), edge);
             }
         }
     }
@@ -250,21 +263,19 @@ impl KnowledgeGraph {
         self.remove_interest(interest.id);
         let user = self.node(NodeKey::User(interest.user), None);
         let target = self.subject_node(&interest.subject);
-        let detail = EdgeDetail::Interest {
-            id: interest.id,
-            polarity: interest.polarity,
-            source: interest.source.clone(),
-            at: interest.at,
-        };
+        let detail = EdgeDetail::Interest { id: interest.id, polarity: interest.polarity };
         let edge =
             self.add_edge(user, target, Relation::InterestedIn, interest.weight as f32, detail);
-        self.interests.insert(interest.id, edge);
+        self.interests.insert(
+            interest.id,
+            InterestEdge { edge, source: interest.source.clone(), at: interest.at },
+        );
     }
 
     /// Removes an interest (an agent removed a wrong one). True when it was there.
     pub fn remove_interest(&mut self, id: InterestId) -> bool {
-        let Some(edge) = self.interests.remove(&id) else { return false };
-        self.remove_edge(edge);
+        let Some(entry) = self.interests.remove(&id) else { return false };
+        self.remove_edge(entry.edge);
         true
     }
 
@@ -425,8 +436,14 @@ impl KnowledgeGraph {
             .map(|e| {
                 let (from, to) = (&self.graph[e.source()].key, &self.graph[e.target()].key);
                 let w = e.weight();
+                let origin = match w.detail {
+                    EdgeDetail::Interest { id, .. } => {
+                        self.interests.get(&id).map(|i| (i.source.clone(), i.at))
+                    }
+                    _ => None,
+                };
                 format!(
-                    "{from} -{}-> {to} {} {:?}",
+                    "{from} -{}-> {to} {} {:?} {origin:?}",
                     self.relation_label(w.relation),
                     w.weight,
                     w.detail

@@ -22,7 +22,7 @@ use shopgraph_core::{ProductId, UserId};
 
 use crate::build::{KnowledgeGraph, likes};
 use crate::model::{EdgeDetail, MakerKindKey, NodeKey, Relation, kind_bits};
-use crate::query::{Budget, Limits, QueryError, Step, check};
+use crate::query::{Budget, Hops, Limits, QueryError, Step, check};
 
 /// One reason, with the path behind it.
 #[derive(Clone, Debug, PartialEq)]
@@ -40,7 +40,9 @@ const MAX_USER_ITEMS: usize = 2_000;
 
 struct Group {
     score: f32,
-    items: Vec<(NodeIndex, f32, u16, Vec<(NodeIndex, Relation, bool)>)>,
+    /// The user's products in the group: node, interaction strength, kinds, steps to the
+    /// shared node.
+    items: Vec<(NodeIndex, f32, u16, Hops)>,
 }
 
 impl KnowledgeGraph {
@@ -57,7 +59,7 @@ impl KnowledgeGraph {
         let user_node = self.index_of(&NodeKey::User(user))?;
         let target = self.index_of(&NodeKey::Product(product))?;
         let mut budget = Budget::new(limits);
-        let target_features: HashMap<NodeIndex, (f32, Vec<(NodeIndex, Relation, bool)>)> = self
+        let target_features: HashMap<NodeIndex, (f32, Hops)> = self
             .features(target, limits)
             .into_iter()
             .map(|(node, weight, steps)| (node, (weight, steps)))
@@ -207,7 +209,7 @@ impl KnowledgeGraph {
         &self,
         feature: NodeIndex,
         steps: &[(NodeIndex, Relation, bool)],
-    ) -> Vec<(NodeIndex, Vec<(NodeIndex, Relation, bool)>)> {
+    ) -> Vec<(NodeIndex, Hops)> {
         match steps {
             [(_, relation, _)] => self
                 .graph

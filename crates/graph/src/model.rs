@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use shopgraph_core::interest::{InterestSource, Polarity};
+use shopgraph_core::interest::Polarity;
 use shopgraph_core::product::MakerKind;
 use shopgraph_core::{InterestId, ProductId, SegmentId, UserId};
 
@@ -190,11 +190,11 @@ pub enum EdgeDetail {
         count: u32,
         last_at: i64,
     },
+    /// An interest; its source and time are in the graph's interest table, which keeps
+    /// every edge small (there are millions of edges and few interests).
     Interest {
         id: InterestId,
         polarity: Polarity,
-        source: InterestSource,
-        at: i64,
     },
     /// Segment membership score, or a rule's support, confidence and lift.
     Scores {

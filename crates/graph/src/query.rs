@@ -20,6 +20,9 @@ use shopgraph_core::{ProductId, UserId};
 use crate::build::KnowledgeGraph;
 use crate::model::{EdgeDetail, NodeKey, Relation, kind_bits};
 
+/// Steps out from a product: the node each reaches, by which relation, forwards or not.
+pub(crate) type Hops = Vec<(NodeIndex, Relation, bool)>;
+
 /// Bounds on one query.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -34,11 +37,13 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Limits {
+        // A hub at 2,000: a publisher of thousands of books is weak evidence and the
+        // costliest node to walk back from.
         Limits {
             max_hops: 4,
             max_results: 1_000,
             max_visited: 200_000,
-            hub_degree: 5_000,
+            hub_degree: 2_000,
             timeout: Duration::from_millis(200),
         }
     }
@@ -126,6 +131,9 @@ impl Budget {
         Ok(self.visited <= self.max_visited)
     }
 }
+
+/// A node a product shares with others, its weight, and the steps to it.
+pub(crate) type Feature = (NodeIndex, f32, Hops);
 
 pub(crate) fn check(what: &'static str, asked: usize, max: usize) -> Result<(), QueryError> {
     if asked > max {
@@ -244,11 +252,7 @@ impl KnowledgeGraph {
     /// categories and attribute values, and the entities its knowledge-graph entity is
     /// related to. Each comes with the steps from the product to it. Rare nodes weigh
     /// more than common ones (1 / ln(2 + degree)); hubs are left out.
-    pub(crate) fn features(
-        &self,
-        product: NodeIndex,
-        limits: &Limits,
-    ) -> Vec<(NodeIndex, f32, Vec<(NodeIndex, Relation, bool)>)> {
+    pub(crate) fn features(&self, product: NodeIndex, limits: &Limits) -> Vec<Feature> {
         let mut out = Vec::new();
         for edge in self.graph.edges_directed(product, Direction::Outgoing) {
             let relation = edge.weight().relation;
@@ -257,15 +261,15 @@ impl KnowledgeGraph {
                 Relation::MadeBy
                 | Relation::PublishedBy
                 | Relation::InCategory
-                | Relation::HasAttribute => {
-                    if !self.is_hub(target, limits) {
-                        let strength = if relation == Relation::MadeBy { 1.5 } else { 1.0 };
-                        out.push((
-                            target,
-                            strength * self.rarity(target),
-                            vec![(target, relation, true)],
-                        ));
-                    }
+                | Relation::HasAttribute
+                    if !self.is_hub(target, limits) =>
+                {
+                    let strength = if relation == Relation::MadeBy { 1.5 } else { 1.0 };
+                    out.push((
+                        target,
+                        strength * self.rarity(target),
+                        vec![(target, relation, true)],
+                    ));
                 }
                 Relation::LinkedTo => {
                     for (other, kg_edge, forward) in self.incident(target) {
@@ -334,15 +338,14 @@ impl KnowledgeGraph {
                 }
             }
         }
-        let mut ranked: Vec<(NodeIndex, f32, Vec<(f32, NodeIndex)>)> =
-            scores.into_iter().map(|(node, (score, shared))| (node, score, shared)).collect();
+        let mut ranked: Vec<_> = scores.into_iter().collect();
         ranked.sort_by(|a, b| {
-            b.1.total_cmp(&a.1).then_with(|| self.graph[a.0].key.cmp(&self.graph[b.0].key))
+            b.1.0.total_cmp(&a.1.0).then_with(|| self.graph[a.0].key.cmp(&self.graph[b.0].key))
         });
         ranked.truncate(k);
         Ok(ranked
             .into_iter()
-            .filter_map(|(node, score, mut shared)| {
+            .filter_map(|(node, (score, mut shared))| {
                 let NodeKey::Product(id) = self.graph[node].key else { return None };
                 shared.sort_by(|a, b| b.0.total_cmp(&a.0));
                 let mut labels: Vec<String> =
@@ -498,14 +501,17 @@ impl KnowledgeGraph {
             .graph
             .edges_directed(node, Direction::Outgoing)
             .filter_map(|e| match &e.weight().detail {
-                EdgeDetail::Interest { polarity, source, at, .. } => Some(ProfileInterest {
-                    target: self.graph[e.target()].key.clone(),
-                    label: self.graph[e.target()].label.clone(),
-                    weight: e.weight().weight,
-                    polarity: *polarity,
-                    source: source.clone(),
-                    at: *at,
-                }),
+                EdgeDetail::Interest { id, polarity } => {
+                    let origin = self.interests.get(id)?;
+                    Some(ProfileInterest {
+                        target: self.graph[e.target()].key.clone(),
+                        label: self.graph[e.target()].label.clone(),
+                        weight: e.weight().weight,
+                        polarity: *polarity,
+                        source: origin.source.clone(),
+                        at: origin.at,
+                    })
+                }
                 _ => None,
             })
             .collect();

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use shopgraph_core::interest::{InterestSource, Polarity};
 use shopgraph_core::{InterestId, ProductId, SegmentId, UserId};
 
-use crate::build::{Edge, KnowledgeGraph, Node};
+use crate::build::{Edge, InterestEdge, KnowledgeGraph, Node};
 use crate::model::{EdgeDetail, MakerKindKey, NodeKey, Relation};
 
 const MAGIC: &[u8; 4] = b"SGKG";
@@ -119,7 +119,7 @@ pub fn encode(graph: &KnowledgeGraph, stamp: &str) -> Vec<u8> {
                 relation,
                 kg,
                 weight: edge.weight,
-                detail: wire_detail(&edge.detail),
+                detail: wire_detail(graph, &edge.detail),
             })
         })
         .collect();
@@ -205,16 +205,20 @@ pub fn decode(bytes: &[u8]) -> Result<(KnowledgeGraph, String), SnapshotError> {
             }
             None => return Err(SnapshotError::Decode(format!("relation {}", edge.relation))),
         };
-        let detail = edge_detail(edge.detail)?;
+        let (detail, origin) = edge_detail(edge.detail)?;
+        graph.graph[from].degree += 1;
+        graph.graph[to].degree += 1;
+        let interaction = matches!(detail, EdgeDetail::Interaction { .. });
         let interest = match detail {
             EdgeDetail::Interest { id, .. } => Some(id),
             _ => None,
         };
-        graph.graph[from].degree += 1;
-        graph.graph[to].degree += 1;
         let index = graph.graph.add_edge(from, to, Edge { relation, weight: edge.weight, detail });
-        if let Some(id) = interest {
-            graph.interests.insert(id, index);
+        if interaction {
+            graph.interactions.insert((from, to), index);
+        }
+        if let (Some(id), Some((source, at))) = (interest, origin) {
+            graph.interests.insert(id, InterestEdge { edge: index, source, at });
         }
     }
     Ok((graph, payload.stamp))
@@ -254,7 +258,7 @@ fn node_key(key: WireKey) -> Result<NodeKey, SnapshotError> {
     })
 }
 
-fn wire_detail(detail: &EdgeDetail) -> WireDetail {
+fn wire_detail(graph: &KnowledgeGraph, detail: &EdgeDetail) -> WireDetail {
     match detail {
         EdgeDetail::None => WireDetail::None,
         EdgeDetail::Interaction { kinds, rating, count, last_at } => WireDetail::Interaction {
@@ -263,30 +267,35 @@ fn wire_detail(detail: &EdgeDetail) -> WireDetail {
             count: *count,
             last_at: *last_at,
         },
-        EdgeDetail::Interest { id, polarity, source, at } => WireDetail::Interest {
-            id: id.0,
-            likes: *polarity == Polarity::Likes,
-            source_kind: source.kind().to_owned(),
-            source_ref: source.reference(),
-            at: *at,
-        },
+        EdgeDetail::Interest { id, polarity } => {
+            let origin = graph.interests.get(id);
+            WireDetail::Interest {
+                id: id.0,
+                likes: *polarity == Polarity::Likes,
+                source_kind: origin.map_or("stated", |o| o.source.kind()).to_owned(),
+                source_ref: origin.and_then(|o| o.source.reference()),
+                at: origin.map_or(0, |o| o.at),
+            }
+        }
         EdgeDetail::Scores { a, b, c } => WireDetail::Scores { a: *a, b: *b, c: *c },
     }
 }
 
-fn edge_detail(detail: WireDetail) -> Result<EdgeDetail, SnapshotError> {
+/// The edge's detail, and for an interest its source and time.
+fn edge_detail(
+    detail: WireDetail,
+) -> Result<(EdgeDetail, Option<(InterestSource, i64)>), SnapshotError> {
     Ok(match detail {
-        WireDetail::None => EdgeDetail::None,
+        WireDetail::None => (EdgeDetail::None, None),
         WireDetail::Interaction { kinds, rating, count, last_at } => {
-            EdgeDetail::Interaction { kinds, rating, count, last_at }
+            (EdgeDetail::Interaction { kinds, rating, count, last_at }, None)
         }
-        WireDetail::Interest { id, likes, source_kind, source_ref, at } => EdgeDetail::Interest {
-            id: InterestId(id),
-            polarity: if likes { Polarity::Likes } else { Polarity::Dislikes },
-            source: InterestSource::parse(&source_kind, source_ref.as_deref())
-                .ok_or_else(|| SnapshotError::Decode(format!("interest source {source_kind}")))?,
-            at,
-        },
-        WireDetail::Scores { a, b, c } => EdgeDetail::Scores { a, b, c },
+        WireDetail::Interest { id, likes, source_kind, source_ref, at } => {
+            let source = InterestSource::parse(&source_kind, source_ref.as_deref())
+                .ok_or_else(|| SnapshotError::Decode(format!("interest source {source_kind}")))?;
+            let polarity = if likes { Polarity::Likes } else { Polarity::Dislikes };
+            (EdgeDetail::Interest { id: InterestId(id), polarity }, Some((source, at)))
+        }
+        WireDetail::Scores { a, b, c } => (EdgeDetail::Scores { a, b, c }, None),
     })
 }
