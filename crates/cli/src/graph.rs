@@ -15,7 +15,7 @@ use indicatif::ProgressBar;
 use shopgraph_core::product::MakerKind;
 use shopgraph_core::{InterestId, ProductId, UserId};
 use shopgraph_graph::{KnowledgeGraph, Limits, NodeKey, Relation, snapshot};
-use shopgraph_store::Store;
+use shopgraph_store::{Store, SyncMarks};
 
 use crate::{DbArgs, report};
 
@@ -100,10 +100,11 @@ pub(crate) async fn run(command: GraphCommand) -> anyhow::Result<()> {
     match command {
         GraphCommand::Build(args) => {
             let store = args.db.open().await?;
+            let marks = store.sync_marks().await?;
             let started = Instant::now();
             let graph = build(&store).await?;
             let built = started.elapsed();
-            save(&graph, &args.snapshot_path(), &stamp(&store, &args).await?)?;
+            save(&graph, &args.snapshot_path(), &stamp_of(&args.identity(), &marks))?;
             report(&format!(
                 "built {} nodes and {} edges in {:.1} s; snapshot {}",
                 graph.node_count(),
@@ -227,57 +228,174 @@ pub(crate) async fn run(command: GraphCommand) -> anyhow::Result<()> {
 }
 
 impl GraphArgs {
+    /// Which database a snapshot belongs to.
+    fn identity(&self) -> String {
+        format!("{}|{}", self.db.url, self.db.pg_schema.as_deref().unwrap_or(""))
+    }
+
     pub(crate) fn snapshot_path(&self) -> PathBuf {
         self.snapshot.clone().unwrap_or_else(|| {
-            let id = format!("{}|{}", self.db.url, self.db.pg_schema.as_deref().unwrap_or(""));
-            PathBuf::from(format!(".cache/graph-{:016x}.snapshot", fnv(id.as_bytes())))
+            PathBuf::from(format!(".cache/graph-{:016x}.snapshot", fnv(self.identity().as_bytes())))
         })
     }
 }
 
-/// Opens the store and the graph: the snapshot caught up, or a rebuild.
+/// Opens the store and the graph: the snapshot brought up to date in place, or a
+/// rebuild when there is no usable snapshot or something was deleted since.
 pub(crate) async fn open(args: &GraphArgs) -> anyhow::Result<(KnowledgeGraph, Store)> {
     let store = args.db.open().await?;
-    let stamp = stamp(&store, args).await?;
+    let marks = store.sync_marks().await?;
+    let identity = args.identity();
     let path = args.snapshot_path();
-    let graph = match load(&path, &stamp) {
-        Ok(mut graph) => {
-            let applied = catch_up(&store, &mut graph).await?;
-            if applied > 0 {
-                tracing::info!(applied, "caught the graph up with new events");
-                save(&graph, &path, &stamp)?;
+    let updated = match load(&path) {
+        Ok((mut graph, stamp)) => {
+            match update_in_place(&store, &mut graph, &identity, &stamp, &marks).await? {
+                Ok(applied) => {
+                    if applied > 0 {
+                        tracing::info!(applied, "brought the graph snapshot up to date in place");
+                        save(&graph, &path, &stamp_of(&identity, &marks))?;
+                    }
+                    Some(graph)
+                }
+                Err(why) => {
+                    tracing::warn!("rebuilding the graph from the store: {why}");
+                    None
+                }
             }
-            graph
         }
         Err(why) => {
-            tracing::warn!("rebuilding the graph from the store: {why}");
+            tracing::warn!("rebuilding the graph from the store: {why:#}");
+            None
+        }
+    };
+    let graph = match updated {
+        Some(graph) => graph,
+        None => {
             let graph = build(&store).await?;
-            save(&graph, &path, &stamp)?;
+            save(&graph, &path, &stamp_of(&identity, &marks))?;
             graph
         }
     };
     Ok((graph, store))
 }
 
-/// What the snapshot must have been written from: this database, this catalog.
-async fn stamp(store: &Store, args: &GraphArgs) -> anyhow::Result<String> {
-    Ok(format!(
-        "{}|{}|{}",
-        args.db.url,
-        args.db.pg_schema.as_deref().unwrap_or(""),
-        store.fingerprint().await?
-    ))
+/// The snapshot's stamp: which database, and the store's marks when it was written.
+fn stamp_of(identity: &str, marks: &SyncMarks) -> String {
+    format!(
+        "{identity}\n{} {} {} {} {} {} {} {} {}",
+        marks.products,
+        marks.products_updated_at,
+        marks.users,
+        marks.users_updated_at,
+        marks.interests,
+        marks.last_interest,
+        marks.categories,
+        marks.triples,
+        marks.entity_links
+    )
 }
 
-fn load(path: &Path, stamp: &str) -> anyhow::Result<KnowledgeGraph> {
+fn parse_marks(text: &str) -> Option<SyncMarks> {
+    let n: Vec<i64> = text.split(' ').map(str::parse).collect::<Result<_, _>>().ok()?;
+    let [
+        products,
+        products_updated_at,
+        users,
+        users_updated_at,
+        interests,
+        last_interest,
+        categories,
+        triples,
+        entity_links,
+    ] = n.try_into().ok()?;
+    Some(SyncMarks {
+        products,
+        products_updated_at,
+        users,
+        users_updated_at,
+        interests,
+        last_interest,
+        categories,
+        triples,
+        entity_links,
+    })
+}
+
+/// Applies what changed in the store since the snapshot's marks: categories, new and
+/// changed products and users, new interests, new events. Returns how many records it
+/// applied, or why the snapshot cannot be brought up to date (then the caller rebuilds).
+async fn update_in_place(
+    store: &Store,
+    graph: &mut KnowledgeGraph,
+    identity: &str,
+    stamp: &str,
+    marks: &SyncMarks,
+) -> anyhow::Result<Result<usize, String>> {
+    const PAGE: u32 = 20_000;
+    let Some((written_for, old)) = stamp.split_once('\n') else {
+        return Ok(Err("the snapshot has no marks".into()));
+    };
+    if written_for != identity {
+        return Ok(Err(format!("the snapshot was written for {written_for:?}")));
+    }
+    let Some(old) = parse_marks(old) else {
+        return Ok(Err("the snapshot's marks are unreadable".into()));
+    };
+    if (old.triples, old.entity_links) != (marks.triples, marks.entity_links) {
+        return Ok(Err("the imported knowledge graph changed".into()));
+    }
+    let mut applied = 0;
+    if old.categories != marks.categories {
+        for category in store.categories().await? {
+            graph.upsert_category(&category);
+            applied += 1;
+        }
+    }
+    let mut after = ProductId(0);
+    loop {
+        let page = store.products_changed_since(old.products_updated_at, after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        for product in &page {
+            graph.upsert_product(product);
+        }
+        applied += page.len();
+    }
+    let mut after = UserId(0);
+    loop {
+        let page = store.users_changed_since(old.users_updated_at, after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        for user in &page {
+            graph.upsert_user(user);
+        }
+        applied += page.len();
+    }
+    let mut after = InterestId(old.last_interest);
+    loop {
+        let page = store.interests_page(after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        for interest in &page {
+            graph.add_interest(interest);
+        }
+        applied += page.len();
+    }
+    applied += catch_up(store, graph).await?;
+    // Deletions leave no trace to follow: counts that disagree mean something went.
+    let counts = graph.counts();
+    if (counts.products, counts.users, counts.interests)
+        != (marks.products, marks.users, marks.interests)
+    {
+        return Ok(Err("products, users or interests were deleted since the snapshot".into()));
+    }
+    Ok(Ok(applied))
+}
+
+fn load(path: &Path) -> anyhow::Result<(KnowledgeGraph, String)> {
     let bytes =
         std::fs::read(path).with_context(|| format!("no snapshot at {}", path.display()))?;
-    let (graph, found) =
-        snapshot::decode(&bytes).with_context(|| format!("snapshot {}", path.display()))?;
-    if found != stamp {
-        bail!("snapshot {} is stale: the catalog changed since it was written", path.display());
-    }
-    Ok(graph)
+    Ok(snapshot::decode(&bytes).with_context(|| format!("snapshot {}", path.display()))?)
 }
 
 pub(crate) fn save(graph: &KnowledgeGraph, path: &Path, stamp: &str) -> anyhow::Result<()> {

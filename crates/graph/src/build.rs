@@ -18,6 +18,14 @@ use shopgraph_core::{InterestId, ProductId, SegmentId, UserId};
 
 use crate::model::{EdgeDetail, MakerKindKey, NodeKey, Relation, kind_bits};
 
+/// See [`KnowledgeGraph::counts`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GraphCounts {
+    pub products: i64,
+    pub users: i64,
+    pub interests: i64,
+}
+
 /// The knowledge graph. Build one with [`KnowledgeGraph::default`] and feed it records.
 #[derive(Clone, Debug, Default)]
 pub struct KnowledgeGraph {
@@ -34,6 +42,8 @@ pub struct KnowledgeGraph {
     pub(crate) max_rating: f32,
     /// The sequence number of the last event applied.
     pub(crate) last_seq: i64,
+    /// Product nodes: the N of the inverse document frequency that weighs shared nodes.
+    pub(crate) n_products: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -98,6 +108,21 @@ impl KnowledgeGraph {
 
     pub fn product_by_sku(&self, sku: &str) -> Option<ProductId> {
         self.skus.get(sku).copied()
+    }
+
+    /// How many products, users and interests the graph holds: compared with the
+    /// store's counts, they reveal deletions a snapshot missed.
+    pub fn counts(&self) -> GraphCounts {
+        let mut counts =
+            GraphCounts { interests: self.interests.len() as i64, ..GraphCounts::default() };
+        for node in self.graph.node_weights() {
+            match node.key {
+                NodeKey::Product(_) => counts.products += 1,
+                NodeKey::User(_) => counts.users += 1,
+                _ => {}
+            }
+        }
+        counts
     }
 
     /// Node counts per type and edge counts per relation, for `shopgraph graph stats`.
@@ -340,6 +365,7 @@ impl KnowledgeGraph {
             return index;
         }
         let label = label.map(str::to_owned).unwrap_or_else(|| default_label(&key));
+        self.n_products += usize::from(matches!(key, NodeKey::Product(_)));
         let index = self.graph.add_node(Node { key: key.clone(), label, degree: 0 });
         self.index.insert(key, index);
         index

@@ -10,7 +10,7 @@
 //!   the shared node so the sentence can count them;
 //! - the user already interacted with the product itself.
 //!
-//! Shared nodes are weighted by rarity (1 / ln(2 + degree)): sharing an author says more
+//! Shared nodes are weighted by rarity (ln(N / degree), N the products): sharing an author says more
 //! than sharing a decade. Hubs never explain anything (see [`crate::query`]).
 
 use rustc_hash::FxHashMap as HashMap;
@@ -179,13 +179,14 @@ impl KnowledgeGraph {
             }
             path.extend(self.back_to(target, target_steps));
             let n = group.items.len();
-            let kinds = group.items.iter().fold(0, |acc, i| acc | i.2) & *kinds | *kinds;
             let seen = if n == 1 {
-                format!("you {} {}", verb(kinds), self.graph[*item].label)
+                format!("you {} {}", verb(*kinds), self.graph[*item].label)
             } else {
+                // The verb must be true of every product counted: what they all share.
+                let common = group.items.iter().fold(u16::MAX, |acc, i| acc & i.2);
                 format!(
                     "you {} {n} {} {}",
-                    verb(kinds),
+                    verb(common),
                     self.plural(*item),
                     self.share_phrase(feature, item_steps)
                 )
@@ -262,7 +263,10 @@ impl KnowledgeGraph {
             },
             Relation::PublishedBy => format!("this is published by {label}"),
             Relation::InCategory => format!("this is in {label}"),
-            Relation::HasAttribute => format!("this also has {}", attribute_words(label)),
+            Relation::HasAttribute => match label.strip_prefix("year:") {
+                Some(decade) => format!("this is also from the {decade}"),
+                None => format!("this also has {}", attribute_words(label)),
+            },
             Relation::Kg(_) => {
                 format!("this shares {} {label}", kg_words(self.relation_label(*relation)))
             }
@@ -277,7 +281,10 @@ impl KnowledgeGraph {
             Some(Relation::MadeBy) => format!("by {label}"),
             Some(Relation::PublishedBy) => format!("from {label}"),
             Some(Relation::InCategory) => format!("in {label}"),
-            Some(Relation::HasAttribute) => format!("with {}", attribute_words(label)),
+            Some(Relation::HasAttribute) => match label.strip_prefix("year:") {
+                Some(decade) => format!("from the {decade}"),
+                None => format!("with {}", attribute_words(label)),
+            },
             Some(relation @ Relation::Kg(_)) => {
                 format!("that share {} {label}", kg_words(self.relation_label(relation)))
             }
@@ -316,10 +323,9 @@ fn verb(kinds: u16) -> &'static str {
     }
 }
 
-/// `year:1990s` → "the 1990s"; `mount:L` → "mount L".
+/// `mount:L` → "mount L" (decades are worded by the caller).
 fn attribute_words(value: &str) -> String {
     match value.split_once(':') {
-        Some(("year", decade)) => format!("the {decade}"),
         Some((name, v)) => format!("{} {v}", name.replace('_', " ")),
         None => value.to_owned(),
     }

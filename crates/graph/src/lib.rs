@@ -17,6 +17,6 @@ pub mod model;
 pub mod query;
 pub mod snapshot;
 
-pub use crate::build::KnowledgeGraph;
+pub use crate::build::{GraphCounts, KnowledgeGraph};
 pub use crate::model::{EdgeDetail, NodeKey, Relation};
 pub use crate::query::{Limits, QueryError};

@@ -251,7 +251,7 @@ impl KnowledgeGraph {
     /// What a product is, as weighted nodes it shares with others: its maker, publisher,
     /// categories and attribute values, and the entities its knowledge-graph entity is
     /// related to. Each comes with the steps from the product to it. Rare nodes weigh
-    /// more than common ones (1 / ln(2 + degree)); hubs are left out.
+    /// more than common ones (ln(N / degree)); hubs and near-universal nodes are left out.
     pub(crate) fn features(&self, product: NodeIndex, limits: &Limits) -> Vec<Feature> {
         let mut out = Vec::new();
         for edge in self.graph.edges_directed(product, Direction::Outgoing) {
@@ -262,7 +262,7 @@ impl KnowledgeGraph {
                 | Relation::PublishedBy
                 | Relation::InCategory
                 | Relation::HasAttribute
-                    if !self.is_hub(target, limits) =>
+                    if !self.is_hub(target, limits) && self.rarity(target) >= Self::MIN_RARITY =>
                 {
                     let strength = if relation == Relation::MadeBy { 1.5 } else { 1.0 };
                     out.push((
@@ -275,6 +275,7 @@ impl KnowledgeGraph {
                     for (other, kg_edge, forward) in self.incident(target) {
                         if matches!(kg_edge.relation, Relation::Kg(_))
                             && !self.is_hub(other, limits)
+                            && self.rarity(other) >= Self::MIN_RARITY
                         {
                             let steps = vec![
                                 (target, Relation::LinkedTo, true),
@@ -290,9 +291,15 @@ impl KnowledgeGraph {
         out
     }
 
+    /// How much sharing `node` says: its inverse document frequency over the catalog,
+    /// ln(N / degree). A decade half the catalog shares says little; a node every
+    /// product has (the root category, `format:book`) says nothing.
     pub(crate) fn rarity(&self, node: NodeIndex) -> f32 {
-        1.0 / (2.0 + self.graph[node].degree as f32).ln()
+        ((self.n_products as f32 + 1.0) / (self.graph[node].degree as f32 + 1.0)).ln().max(0.0)
     }
+
+    /// Shared nodes weaker than this (in more than about 80% of products) are ignored.
+    pub(crate) const MIN_RARITY: f32 = 0.2;
 
     /// Products that share the most (rarest) nodes with `product`.
     pub fn similar_products(

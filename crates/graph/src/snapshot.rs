@@ -182,6 +182,7 @@ pub fn decode(bytes: &[u8]) -> Result<(KnowledgeGraph, String), SnapshotError> {
     let mut indices = Vec::with_capacity(payload.nodes.len());
     for (key, label) in payload.nodes {
         let key = node_key(key)?;
+        graph.n_products += usize::from(matches!(key, NodeKey::Product(_)));
         let index = graph.graph.add_node(Node { key: key.clone(), label, degree: 0 });
         graph.index.insert(key, index);
         indices.push(index);

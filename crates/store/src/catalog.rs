@@ -10,6 +10,20 @@ use crate::{
     BATCH_ROWS, Result, Store, StoreError, in_list, on_pool, values_placeholders, write_tx,
 };
 
+/// See [`Store::sync_marks`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncMarks {
+    pub products: i64,
+    pub products_updated_at: i64,
+    pub users: i64,
+    pub users_updated_at: i64,
+    pub interests: i64,
+    pub last_interest: i64,
+    pub categories: i64,
+    pub triples: i64,
+    pub entity_links: i64,
+}
+
 /// How much of each thing the store holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CatalogCounts {
@@ -306,12 +320,28 @@ impl Store {
     /// A page of products in id order, after `after` (0 for the first page), with their
     /// categories.
     pub async fn products_page(&self, after: ProductId, limit: u32) -> Result<Vec<Product>> {
+        self.products_changed_since(0, after, limit).await
+    }
+
+    /// A page, in id order after `after`, of the products added or changed at or after
+    /// `since` (milliseconds), with their categories.
+    pub async fn products_changed_since(
+        &self,
+        since: i64,
+        after: ProductId,
+        limit: u32,
+    ) -> Result<Vec<Product>> {
         let sql = format!(
-            "SELECT {PRODUCT_COLUMNS} FROM {PRODUCT_FROM} WHERE p.id > $1 ORDER BY p.id LIMIT $2"
+            "SELECT {PRODUCT_COLUMNS} FROM {PRODUCT_FROM} WHERE p.id > $1 AND p.updated_at >= $2 \
+             ORDER BY p.id LIMIT $3"
         );
         let mut products = on_pool!(self, |pool| {
-            let rows =
-                sqlx::query(&sql).bind(after.0).bind(i64::from(limit)).fetch_all(pool).await?;
+            let rows = sqlx::query(&sql)
+                .bind(after.0)
+                .bind(since)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?;
             let mut out = Vec::with_capacity(rows.len());
             for row in &rows {
                 out.push(product_from_row!(row));
@@ -410,27 +440,37 @@ impl Store {
         })
     }
 
-    /// A fingerprint of everything but the event stream: it changes when a product,
-    /// maker, category, user, interest, triple or entity link is added, changed or
-    /// removed. Derived state (the graph snapshot) records it, and rebuilds when it
-    /// differs; new events are caught up from the cursor instead.
-    pub async fn fingerprint(&self) -> Result<String> {
+    /// Where the catalog and the profiles stand: derived state (the graph snapshot)
+    /// records these marks and, next time, applies what changed since in place — new
+    /// and changed products and users by `updated_at`, new interests by id — and
+    /// rebuilds only when counts show something was deleted. Events have their own
+    /// cursor.
+    pub async fn sync_marks(&self) -> Result<SyncMarks> {
         on_pool!(self, |pool| {
             let row = sqlx::query(
-                "SELECT (SELECT COUNT(*) FROM products) AS p, (SELECT COALESCE(MAX(updated_at), 0) FROM products) AS pu, \
-                        (SELECT COUNT(*) FROM makers) AS m, (SELECT COALESCE(MAX(id), 0) FROM makers) AS mi, \
-                        (SELECT COUNT(*) FROM categories) AS c, (SELECT COALESCE(MAX(id), 0) FROM categories) AS ci, \
-                        (SELECT COUNT(*) FROM users) AS u, (SELECT COALESCE(MAX(updated_at), 0) FROM users) AS uu, \
-                        (SELECT COUNT(*) FROM interests) AS i, (SELECT COALESCE(MAX(id), 0) FROM interests) AS ii, \
-                        (SELECT COUNT(*) FROM kg_triples) AS t, (SELECT COUNT(*) FROM product_entities) AS l",
+                "SELECT (SELECT COUNT(*) FROM products) AS products, \
+                        (SELECT COALESCE(MAX(updated_at), 0) FROM products) AS products_updated_at, \
+                        (SELECT COUNT(*) FROM users) AS users, \
+                        (SELECT COALESCE(MAX(updated_at), 0) FROM users) AS users_updated_at, \
+                        (SELECT COUNT(*) FROM interests) AS interests, \
+                        (SELECT COALESCE(MAX(id), 0) FROM interests) AS last_interest, \
+                        (SELECT COUNT(*) FROM categories) AS categories, \
+                        (SELECT COUNT(*) FROM kg_triples) AS triples, \
+                        (SELECT COUNT(*) FROM product_entities) AS entity_links",
             )
             .fetch_one(pool)
             .await?;
-            let mut parts = Vec::with_capacity(12);
-            for column in ["p", "pu", "m", "mi", "c", "ci", "u", "uu", "i", "ii", "t", "l"] {
-                parts.push(format!("{column}={}", row.try_get::<i64, _>(column)?));
-            }
-            Ok(parts.join(","))
+            Ok(SyncMarks {
+                products: row.try_get("products")?,
+                products_updated_at: row.try_get("products_updated_at")?,
+                users: row.try_get("users")?,
+                users_updated_at: row.try_get("users_updated_at")?,
+                interests: row.try_get("interests")?,
+                last_interest: row.try_get("last_interest")?,
+                categories: row.try_get("categories")?,
+                triples: row.try_get("triples")?,
+                entity_links: row.try_get("entity_links")?,
+            })
         })
     }
 

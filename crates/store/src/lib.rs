@@ -25,7 +25,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-pub use crate::catalog::CatalogCounts;
+pub use crate::catalog::{CatalogCounts, SyncMarks};
 pub use crate::conversations::MAX_MESSAGE_BYTES;
 pub use crate::error::{Result, StoreError};
 pub use crate::events::{Appended, BatchAppended, EventFilter};

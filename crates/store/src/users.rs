@@ -161,10 +161,27 @@ impl Store {
 
     /// A page of users in id order, after `after` (0 for the first page).
     pub async fn users_page(&self, after: UserId, limit: u32) -> Result<Vec<User>> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id > $1 ORDER BY id LIMIT $2");
+        self.users_changed_since(0, after, limit).await
+    }
+
+    /// A page, in id order after `after`, of the users added or changed at or after
+    /// `since` (milliseconds).
+    pub async fn users_changed_since(
+        &self,
+        since: i64,
+        after: UserId,
+        limit: u32,
+    ) -> Result<Vec<User>> {
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE id > $1 AND updated_at >= $2 ORDER BY id LIMIT $3"
+        );
         on_pool!(self, |pool| {
-            let rows =
-                sqlx::query(&sql).bind(after.0).bind(i64::from(limit)).fetch_all(pool).await?;
+            let rows = sqlx::query(&sql)
+                .bind(after.0)
+                .bind(since)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?;
             let mut out = Vec::with_capacity(rows.len());
             for row in &rows {
                 out.push(user_from_row!(row));
