@@ -395,7 +395,7 @@ async fn update_in_place(
 fn load(path: &Path) -> anyhow::Result<(KnowledgeGraph, String)> {
     let bytes =
         std::fs::read(path).with_context(|| format!("no snapshot at {}", path.display()))?;
-    Ok(snapshot::decode(&bytes).with_context(|| format!("snapshot {}", path.display()))?)
+    snapshot::decode(&bytes).with_context(|| format!("snapshot {}", path.display()))
 }
 
 pub(crate) fn save(graph: &KnowledgeGraph, path: &Path, stamp: &str) -> anyhow::Result<()> {
