@@ -359,7 +359,9 @@ async fn update_in_place(
         for product in &page {
             graph.upsert_product(product);
         }
-        applied += page.len();
+        // Rows of the snapshot's last millisecond are applied again (they may have
+        // changed after the marks were read), but only later ones count as news.
+        applied += page.iter().filter(|p| p.updated_at > old.products_updated_at).count();
     }
     let mut after = UserId(0);
     loop {
@@ -369,7 +371,7 @@ async fn update_in_place(
         for user in &page {
             graph.upsert_user(user);
         }
-        applied += page.len();
+        applied += page.iter().filter(|u| u.updated_at > old.users_updated_at).count();
     }
     let mut after = InterestId(old.last_interest);
     loop {

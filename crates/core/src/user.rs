@@ -23,4 +23,5 @@ pub struct User {
     pub age: Option<i32>,
     pub attributes: Option<String>,
     pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }

@@ -179,6 +179,7 @@ pub fn decode(bytes: &[u8]) -> Result<(KnowledgeGraph, String), SnapshotError> {
     graph.graph.reserve_nodes(payload.nodes.len());
     graph.graph.reserve_edges(payload.edges.len());
     graph.index.reserve(payload.nodes.len());
+    graph.interactions.reserve(payload.edges.len() / 2);
     let mut indices = Vec::with_capacity(payload.nodes.len());
     for (key, label) in payload.nodes {
         let key = node_key(key)?;

@@ -55,6 +55,7 @@ fn user(id: i64) -> User {
         age: None,
         attributes: None,
         created_at: 0,
+        updated_at: 0,
     }
 }
 

@@ -31,11 +31,13 @@ macro_rules! user_from_row {
             age: row.try_get::<Option<i64>, _>("age")?.map(|a| a as i32),
             attributes: row.try_get("attributes")?,
             created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
         }
     }};
 }
 
-const USER_COLUMNS: &str = "id, external_id, display_name, location, age, attributes, created_at";
+const USER_COLUMNS: &str =
+    "id, external_id, display_name, location, age, attributes, created_at, updated_at";
 
 impl Store {
     /// Inserts or updates users keyed by `external_id`, in one transaction. Returns the
