@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job (README): fetches the data and models, builds shopgraph, loads the
 # Book-Crossing bookstore into the embedded SQLite store (once; later runs find it
-# there), and reports what the store holds.
+# there), builds its knowledge graph (a snapshot beside the store, kept current), and
+# shows what the store holds and what the graph can say.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
@@ -23,3 +24,9 @@ if [ ! -f "$marker" ]; then
     touch "$marker"
 fi
 shopgraph stats --db "$db"
+graph=(--db "$db" --snapshot "$cache/graph.snapshot")
+shopgraph graph stats "${graph[@]}"
+echo "--- books like The Hobbit, and why:"
+shopgraph graph similar 9780345339683 --k 5 "${graph[@]}"
+echo "--- why The Hobbit for reader bx:78553:"
+shopgraph graph explain bx:78553 9780345339683 --k 2 "${graph[@]}"
