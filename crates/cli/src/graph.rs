@@ -63,6 +63,18 @@ pub(crate) enum GraphCommand {
         #[arg(long, default_value_t = 3)]
         k: usize,
     },
+    /// Why a product fits a guest's session (or a basket): what it shares with the
+    /// products given.
+    ExplainSession {
+        #[command(flatten)]
+        graph: GraphArgs,
+        /// The session's products, comma-separated skus.
+        #[arg(long, value_delimiter = ',', required = true)]
+        products: Vec<String>,
+        sku: String,
+        #[arg(long, default_value_t = 3)]
+        k: usize,
+    },
     /// What connects two nodes.
     Connect {
         #[command(flatten)]
@@ -162,6 +174,21 @@ pub(crate) async fn run(command: GraphCommand) -> anyhow::Result<()> {
                     path.join(" "),
                     e.path.last().map(|s| s.to.to_string()).unwrap_or_default()
                 ));
+            }
+        }
+        GraphCommand::ExplainSession { graph: args, products, sku, k } => {
+            let (graph, _) = open(&args).await?;
+            let session = products
+                .iter()
+                .map(|p| product_id(&graph, p))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let found =
+                graph.explain_for_products(&session, product_id(&graph, &sku)?, k, &limits)?;
+            if found.is_empty() {
+                report("the graph holds nothing that links them");
+            }
+            for e in found {
+                report(&e.text);
             }
         }
         GraphCommand::Connect { graph: args, a, b, hops, k } => {

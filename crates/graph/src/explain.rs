@@ -99,10 +99,6 @@ impl KnowledgeGraph {
         }
 
         // Liked products that share something with this one, grouped by what they share.
-        // Two ways to find them: from each of the user's products out to its features, or
-        // from each of the target's (few, rare) features back to the products that have
-        // them. A reader with 10,000 ratings is cheap from the target's side; a reader
-        // with three, from their own. Both find the same groups.
         let liked: HashMap<NodeIndex, (f32, u16)> = self
             .graph
             .edges_directed(user_node, Direction::Outgoing)
@@ -115,11 +111,74 @@ impl KnowledgeGraph {
                 _ => None,
             })
             .collect();
+        self.shared(
+            Some(user_node),
+            &liked,
+            target,
+            &target_features,
+            limits,
+            &mut budget,
+            &mut out,
+        )?;
+        out.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.text.cmp(&b.text)));
+        out.truncate(k);
+        Ok(out)
+    }
+
+    /// The `k` best explanations of `product` for a set of products (a guest's session,
+    /// a basket): what they share with it, as for a user's liked products. Paths start
+    /// at one of the given products.
+    pub fn explain_for_products(
+        &self,
+        products: &[ProductId],
+        product: ProductId,
+        k: usize,
+        limits: &Limits,
+    ) -> Result<Vec<Explanation>, QueryError> {
+        check("k", k, limits.max_results)?;
+        check("products", products.len(), limits.max_results)?;
+        let target = self.index_of(&NodeKey::Product(product))?;
+        let mut liked: HashMap<NodeIndex, (f32, u16)> = HashMap::default();
+        for p in products {
+            let node = self.index_of(&NodeKey::Product(*p))?;
+            if node != target {
+                liked.insert(node, (1.0, kind_bits::VIEW));
+            }
+        }
+        let target_features: HashMap<NodeIndex, (f32, Hops)> = self
+            .features(target, limits)
+            .into_iter()
+            .map(|(node, weight, steps)| (node, (weight, steps)))
+            .collect();
+        let mut budget = Budget::new(limits);
+        let mut out = Vec::new();
+        self.shared(None, &liked, target, &target_features, limits, &mut budget, &mut out)?;
+        out.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.text.cmp(&b.text)));
+        out.truncate(k);
+        Ok(out)
+    }
+
+    /// Explanations through nodes the `liked` products share with the target, grouped
+    /// by the shared node. Two ways to find them: from each liked product out to its
+    /// features, or from each of the target's (few, rare) features back to the products
+    /// that have them. A reader with 10,000 ratings is cheap from the target's side; a
+    /// reader with three, from their own. Both find the same groups.
+    #[allow(clippy::too_many_arguments, reason = "one private step of explain, not an API")]
+    fn shared(
+        &self,
+        user: Option<NodeIndex>,
+        liked: &HashMap<NodeIndex, (f32, u16)>,
+        target: NodeIndex,
+        target_features: &HashMap<NodeIndex, (f32, Hops)>,
+        limits: &Limits,
+        budget: &mut Budget,
+        out: &mut Vec<Explanation>,
+    ) -> Result<(), QueryError> {
         let from_target: usize =
             target_features.keys().map(|f| self.graph[*f].degree as usize).sum();
         let mut groups: HashMap<NodeIndex, Group> = HashMap::default();
         if from_target < liked.len() * 8 {
-            'features: for (feature, (_, steps)) in &target_features {
+            'features: for (feature, (_, steps)) in target_features {
                 for (holder, item_steps) in self.holders(*feature, steps) {
                     if !budget.tick()? {
                         break 'features;
@@ -171,7 +230,10 @@ impl KnowledgeGraph {
                 .iter()
                 .max_by(|a, b| a.1.total_cmp(&b.1).then_with(|| b.0.cmp(&a.0)))
                 .expect("a group has items");
-            let mut path = vec![self.step(user_node, Relation::Interacted, *item, true)];
+            let mut path = match user {
+                Some(user) => vec![self.step(user, Relation::Interacted, *item, true)],
+                None => Vec::new(),
+            };
             let mut at = *item;
             for (next, relation, forward) in item_steps {
                 path.push(self.step(at, *relation, *next, *forward));
@@ -199,9 +261,7 @@ impl KnowledgeGraph {
                 text,
             });
         }
-        out.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.text.cmp(&b.text)));
-        out.truncate(k);
-        Ok(out)
+        Ok(())
     }
 
     /// The products that have `feature` the way the target has it (`steps` lead from the

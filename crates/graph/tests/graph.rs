@@ -191,6 +191,40 @@ fn stated_interests_explain_too() {
 }
 
 #[test]
+fn a_guest_session_is_explained_from_its_products() {
+    let g = bookstore();
+    let session = [ProductId(1), ProductId(2)];
+    let found = g.explain_for_products(&session, ProductId(4), 2, &limits()).unwrap();
+    assert_eq!(
+        found[0].text,
+        "you looked at 2 books by J. R. R. Tolkien; this is by J. R. R. Tolkien"
+    );
+    assert_real(&g, &found[0].path);
+    assert!(session.iter().any(|p| found[0].path[0].from == NodeKey::Product(*p)));
+    let unknown = g.explain_for_products(&[ProductId(77)], ProductId(4), 2, &limits()).unwrap_err();
+    assert_eq!(unknown, QueryError::UnknownNode("product:77".into()));
+}
+
+#[test]
+fn cycles_do_not_trap_queries() {
+    let mut g = bookstore();
+    // A category made its own grandparent by mistake: books -> fantasy -> books.
+    g.upsert_category(&Category {
+        key: "books".into(),
+        name: "Books".into(),
+        parent_key: Some("fantasy".into()),
+    });
+    let reached = g.k_hop(&NodeKey::Category("books".into()), 4, 1_000, &limits()).unwrap();
+    let unique: std::collections::HashSet<_> = reached.iter().map(|(k, _)| k).collect();
+    assert_eq!(unique.len(), reached.len(), "every node once");
+    let books = NodeKey::Category("books".into());
+    assert!(g.connect(&books, &books, 3, 3, &limits()).unwrap().is_empty());
+    for path in g.connect(&books, &NodeKey::Category("fantasy".into()), 4, 5, &limits()).unwrap() {
+        assert_real(&g, &path);
+    }
+}
+
+#[test]
 fn similar_products_share_rare_nodes_first() {
     let g = bookstore();
     let similar = g.similar_products(ProductId(1), 3, &limits()).unwrap();
