@@ -290,6 +290,13 @@ pub(crate) async fn open(args: &GraphArgs) -> anyhow::Result<(KnowledgeGraph, St
                 }
             }
         }
+        Err(_) if !path.exists() => {
+            tracing::info!(
+                "no graph snapshot yet at {}: building it from the store",
+                path.display()
+            );
+            None
+        }
         Err(why) => {
             tracing::warn!("rebuilding the graph from the store: {why:#}");
             None
@@ -358,7 +365,6 @@ async fn update_in_place(
     stamp: &str,
     marks: &SyncMarks,
 ) -> anyhow::Result<Result<usize, String>> {
-    const PAGE: u32 = 20_000;
     let Some((written_for, old)) = stamp.split_once('\n') else {
         return Ok(Err("the snapshot has no marks".into()));
     };
@@ -371,46 +377,12 @@ async fn update_in_place(
     if (old.triples, old.entity_links) != (marks.triples, marks.entity_links) {
         return Ok(Err("the imported knowledge graph changed".into()));
     }
-    let mut applied = 0;
     if old.categories != marks.categories {
         for category in store.categories().await? {
             graph.upsert_category(&category);
-            applied += 1;
         }
     }
-    let mut after = ProductId(0);
-    loop {
-        let page = store.products_changed_since(old.products_updated_at, after, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = last.id;
-        for product in &page {
-            graph.upsert_product(product);
-        }
-        // Rows of the snapshot's last millisecond are applied again (they may have
-        // changed after the marks were read), but only later ones count as news.
-        applied += page.iter().filter(|p| p.updated_at > old.products_updated_at).count();
-    }
-    let mut after = UserId(0);
-    loop {
-        let page = store.users_changed_since(old.users_updated_at, after, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = last.id;
-        for user in &page {
-            graph.upsert_user(user);
-        }
-        applied += page.iter().filter(|u| u.updated_at > old.users_updated_at).count();
-    }
-    let mut after = InterestId(old.last_interest);
-    loop {
-        let page = store.interests_page(after, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = last.id;
-        for interest in &page {
-            graph.add_interest(interest);
-        }
-        applied += page.len();
-    }
-    applied += catch_up(store, graph).await?;
+    let applied = apply_changes(store, graph, &old).await?;
     // Deletions leave no trace to follow: counts that disagree mean something went.
     let counts = graph.counts();
     if (counts.products, counts.users, counts.interests)
@@ -440,9 +412,9 @@ pub(crate) fn save(graph: &KnowledgeGraph, path: &Path, stamp: &str) -> anyhow::
 
 /// Builds the graph from everything in the store.
 pub(crate) async fn build(store: &Store) -> anyhow::Result<KnowledgeGraph> {
-    const PAGE: u32 = 20_000;
     let mut graph = KnowledgeGraph::default();
     let bar = ProgressBar::new_spinner().with_message("building the knowledge graph");
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
     for category in store.categories().await? {
         graph.upsert_category(&category);
     }
@@ -451,36 +423,8 @@ pub(crate) async fn build(store: &Store) -> anyhow::Result<KnowledgeGraph> {
             graph.upsert_maker(&maker);
         }
     }
-    let mut after = ProductId(0);
-    loop {
-        let page = store.products_page(after, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = last.id;
-        for product in &page {
-            graph.upsert_product(product);
-        }
-        bar.inc(page.len() as u64);
-    }
-    let mut after = UserId(0);
-    loop {
-        let page = store.users_page(after, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = last.id;
-        for user in &page {
-            graph.upsert_user(user);
-        }
-        bar.inc(page.len() as u64);
-    }
-    catch_up(store, &mut graph).await?;
-    let mut after = InterestId(0);
-    loop {
-        let page = store.interests_page(after, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = last.id;
-        for interest in &page {
-            graph.add_interest(interest);
-        }
-    }
+    // A build is an update from nothing.
+    apply_changes(store, &mut graph, &SyncMarks::default()).await?;
     let mut after = None;
     loop {
         let page = store.triples_page(after.as_ref(), PAGE).await?;
@@ -489,13 +433,58 @@ pub(crate) async fn build(store: &Store) -> anyhow::Result<KnowledgeGraph> {
             graph.add_triple(triple);
         }
         after = Some(last);
-        bar.inc(page.len() as u64);
     }
     for (product, entity) in store.product_entity_links().await? {
         graph.link_entity(product, &entity);
     }
     bar.finish_and_clear();
     Ok(graph)
+}
+
+/// Rows read from the store at a time.
+const PAGE: u32 = 20_000;
+
+/// Applies the products and users added or changed since `since`, the interests added
+/// after it, and the events after the graph's cursor. Returns how many were news (rows
+/// of the last millisecond of `since` are applied again, as they may have changed after
+/// the marks were read, but do not count).
+async fn apply_changes(
+    store: &Store,
+    graph: &mut KnowledgeGraph,
+    since: &SyncMarks,
+) -> anyhow::Result<usize> {
+    let mut applied = 0;
+    let mut after = ProductId(0);
+    loop {
+        let page = store.products_changed_since(since.products_updated_at, after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        for product in &page {
+            graph.upsert_product(product);
+        }
+        applied += page.iter().filter(|p| p.updated_at > since.products_updated_at).count();
+    }
+    let mut after = UserId(0);
+    loop {
+        let page = store.users_changed_since(since.users_updated_at, after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        for user in &page {
+            graph.upsert_user(user);
+        }
+        applied += page.iter().filter(|u| u.updated_at > since.users_updated_at).count();
+    }
+    let mut after = InterestId(since.last_interest);
+    loop {
+        let page = store.interests_page(after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        for interest in &page {
+            graph.add_interest(interest);
+        }
+        applied += page.len();
+    }
+    Ok(applied + catch_up(store, graph).await?)
 }
 
 /// Applies every event after the graph's cursor. Returns how many it read.

@@ -120,6 +120,20 @@ pub enum Relation {
 }
 
 impl Relation {
+    /// Every relation but the imported ones, in a fixed order (snapshots store the index).
+    pub const FIXED: [Relation; 10] = [
+        Relation::InCategory,
+        Relation::ChildOf,
+        Relation::MadeBy,
+        Relation::PublishedBy,
+        Relation::HasAttribute,
+        Relation::Interacted,
+        Relation::InterestedIn,
+        Relation::MemberOf,
+        Relation::BoughtTogether,
+        Relation::LinkedTo,
+    ];
+
     /// The name used on the command line and in the agent API.
     pub fn name(self) -> &'static str {
         match self {
@@ -138,20 +152,7 @@ impl Relation {
     }
 
     pub fn parse(name: &str) -> Option<Relation> {
-        [
-            Relation::InCategory,
-            Relation::ChildOf,
-            Relation::MadeBy,
-            Relation::PublishedBy,
-            Relation::HasAttribute,
-            Relation::Interacted,
-            Relation::InterestedIn,
-            Relation::MemberOf,
-            Relation::BoughtTogether,
-            Relation::LinkedTo,
-        ]
-        .into_iter()
-        .find(|r| r.name() == name)
+        Relation::FIXED.into_iter().find(|r| r.name() == name)
     }
 
     /// Relations that describe what a product is (as opposed to who did what).

@@ -77,18 +77,7 @@ enum WireDetail {
     Scores { a: f32, b: f32, c: f32 },
 }
 
-const RELATIONS: [Relation; 10] = [
-    Relation::InCategory,
-    Relation::ChildOf,
-    Relation::MadeBy,
-    Relation::PublishedBy,
-    Relation::HasAttribute,
-    Relation::Interacted,
-    Relation::InterestedIn,
-    Relation::MemberOf,
-    Relation::BoughtTogether,
-    Relation::LinkedTo,
-];
+const RELATIONS: [Relation; 10] = Relation::FIXED;
 
 /// Encodes the graph, with the caller's stamp of the store it was built from.
 pub fn encode(graph: &KnowledgeGraph, stamp: &str) -> Vec<u8> {
