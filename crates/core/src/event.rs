@@ -121,6 +121,10 @@ pub enum EventError {
     UnknownKind(String),
     #[error("idempotency key must be 1 to {MAX_IDEMPOTENCY_KEY_BYTES} bytes, got {0}")]
     BadIdempotencyKey(usize),
+    #[error("idempotency key may not contain spaces or control characters")]
+    IdempotencyKeyCharacters,
+    #[error("text may not contain NUL characters")]
+    NulInText,
     #[error("a {0} event must name a product")]
     MissingProduct(EventKind),
     #[error("a rating event must carry a finite value")]
@@ -143,6 +147,11 @@ impl NewEvent {
         if key_len == 0 || key_len > MAX_IDEMPOTENCY_KEY_BYTES {
             return Err(EventError::BadIdempotencyKey(key_len));
         }
+        // Keys are echoed in acknowledgements, one per line: a key with a line break
+        // could forge another key's ack.
+        if self.idempotency_key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(EventError::IdempotencyKeyCharacters);
+        }
         if self.kind.needs_product() && self.product.is_none() {
             return Err(EventError::MissingProduct(self.kind));
         }
@@ -151,10 +160,14 @@ impl NewEvent {
             None if self.kind == EventKind::Rating => return Err(EventError::MissingValue),
             _ => {}
         }
-        if let Some(payload) = &self.payload
-            && payload.len() > MAX_PAYLOAD_BYTES
-        {
-            return Err(EventError::PayloadTooLarge { size: payload.len() });
+        if let Some(payload) = &self.payload {
+            if payload.len() > MAX_PAYLOAD_BYTES {
+                return Err(EventError::PayloadTooLarge { size: payload.len() });
+            }
+            // SQLite stores NUL, PostgreSQL refuses it: refuse it on both.
+            if payload.contains('\0') {
+                return Err(EventError::NulInText);
+            }
         }
         // Year 0 to 9999: anything else is a unit mix-up (seconds for milliseconds).
         if !(-62_167_219_200_000..=253_402_300_799_000).contains(&self.occurred_at) {
@@ -217,6 +230,12 @@ mod tests {
         let mut e = event(EventKind::View);
         e.idempotency_key = String::new();
         assert_eq!(e.validate(), Err(EventError::BadIdempotencyKey(0)));
+        let mut e = event(EventKind::View);
+        e.idempotency_key = "a\nack b".into();
+        assert_eq!(e.validate(), Err(EventError::IdempotencyKeyCharacters));
+        let mut e = event(EventKind::Search);
+        e.payload = Some("{\"q\":\"a\u{0}b\"}".into());
+        assert_eq!(e.validate(), Err(EventError::NulInText));
         let mut e = event(EventKind::View);
         e.occurred_at = i64::MAX;
         assert_eq!(e.validate(), Err(EventError::BadTimestamp(i64::MAX)));

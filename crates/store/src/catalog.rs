@@ -7,7 +7,8 @@ use shopgraph_core::product::{Category, Maker, MakerKind, NewProduct, Product};
 use sqlx::Row;
 
 use crate::{
-    BATCH_ROWS, Result, Store, StoreError, in_list, on_pool, values_placeholders, write_tx,
+    BATCH_ROWS, Result, Store, StoreError, in_list, lock_catalog, on_pool, values_placeholders,
+    write_tx,
 };
 
 /// See [`Store::sync_marks`].
@@ -97,6 +98,8 @@ impl Store {
     pub async fn upsert_categories(&self, categories: &[Category]) -> Result<()> {
         let mut by_key = BTreeMap::new();
         for c in categories {
+            shopgraph_core::check_identifier("category key", &c.key)
+                .map_err(StoreError::Invalid)?;
             by_key.insert(c.key.as_str(), c);
         }
         let unique: Vec<&Category> = by_key.into_values().collect();
@@ -122,6 +125,7 @@ impl Store {
     /// Every category key must already exist.
     pub async fn upsert_products(&self, products: &[NewProduct]) -> Result<Vec<ProductId>> {
         for p in products {
+            shopgraph_core::check_identifier("sku", &p.sku).map_err(StoreError::Invalid)?;
             if p.sku.is_empty() || p.title.is_empty() {
                 return Err(StoreError::Invalid(format!(
                     "product {:?} needs a sku and a title",
@@ -152,9 +156,10 @@ impl Store {
             keys.dedup();
             keys
         };
-        let now = shopgraph_core::now_ms();
-
         let sku_ids = write_tx!(self, |tx| {
+            lock_catalog!(self, tx);
+            // Stamped under the lock: see CATALOG_LOCK.
+            let now = shopgraph_core::now_ms();
             let mut maker_ids: HashMap<(String, String), i64> = HashMap::new();
             for chunk in makers.chunks(BATCH_ROWS) {
                 let sql = format!(

@@ -62,6 +62,13 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
                 StoreError::Unavailable(e)
             }
+            // Text PostgreSQL cannot store (a NUL character): the input's fault, not the
+            // database's. The checks before each write should have caught it already.
+            sqlx::Error::Database(db)
+                if matches!(db.code().as_deref(), Some("22021" | "22P05")) =>
+            {
+                StoreError::Invalid(format!("text the database cannot store: {}", db.message()))
+            }
             e => StoreError::Database(e),
         }
     }

@@ -116,6 +116,25 @@ macro_rules! write_tx {
 
 pub(crate) use {on_pool, write_tx};
 
+/// Serialises catalog and profile writes on PostgreSQL, as events are (see events.rs):
+/// a writer stamps `updated_at` (and gets its ids) only once it holds the lock, so
+/// commits happen in stamp order and a reader that saw stamp T has seen every row
+/// stamped before T. SQLite's BEGIN IMMEDIATE already gives this.
+pub(crate) const CATALOG_LOCK: i64 = 0x5347_4341_5447; // "SGCATG"
+
+macro_rules! lock_catalog {
+    ($store:expr, $tx:ident) => {
+        if $store.backend() == $crate::Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind($crate::CATALOG_LOCK)
+                .execute(&mut *$tx)
+                .await?;
+        }
+    };
+}
+
+pub(crate) use lock_catalog;
+
 impl Store {
     /// Opens the database and brings its schema up to date.
     pub async fn open(options: &StoreOptions) -> Result<Store> {
@@ -211,8 +230,16 @@ async fn create_pg_schema(connect: &PgConnectOptions, schema: &str) -> Result<()
         .connect_with(connect.clone())
         .await
         .map_err(StoreError::from_connect)?;
-    // The name was checked by `is_plain_identifier`, so splicing it in is safe.
-    sqlx::raw_sql(&format!("CREATE SCHEMA IF NOT EXISTS {schema}")).execute(&pool).await?;
+    // Under the migration lock: two replicas creating the schema at once would otherwise
+    // collide in PostgreSQL's catalog. The name was checked by `is_plain_identifier`, so
+    // splicing it in is safe.
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(migrate::MIGRATION_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::raw_sql(&format!("CREATE SCHEMA IF NOT EXISTS {schema}")).execute(&mut *tx).await?;
+    tx.commit().await?;
     pool.close().await;
     Ok(())
 }

@@ -34,7 +34,7 @@ pub static MIGRATIONS: &[Migration] = &[
 pub const LATEST_VERSION: i64 = 2;
 
 /// Serialises concurrent migrators (replicas starting together) on PostgreSQL.
-const MIGRATION_LOCK: i64 = 0x5347_4d49_4752; // "SGMIGR"
+pub(crate) const MIGRATION_LOCK: i64 = 0x5347_4d49_4752; // "SGMIGR"
 
 impl Store {
     /// Applies every migration this binary knows and the database lacks.
@@ -45,17 +45,6 @@ impl Store {
     /// Applies migrations up to `target` (tests use it to build an older database).
     pub async fn migrate_to(&self, target: i64) -> Result<i64> {
         on_pool!(self, |pool| {
-            let mut conn = pool.acquire().await?;
-            sqlx::raw_sql(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (
-                    version BIGINT PRIMARY KEY,
-                    name TEXT NOT NULL,
-                    applied_at BIGINT NOT NULL
-                )",
-            )
-            .execute(&mut *conn)
-            .await?;
-            drop(conn);
             for migration in MIGRATIONS.iter().filter(|m| m.version <= target) {
                 let mut tx = match &self.pool {
                     Pool::Sqlite(_) => pool.begin_with("BEGIN IMMEDIATE").await?,
@@ -67,6 +56,16 @@ impl Store {
                         .execute(&mut *tx)
                         .await?;
                 }
+                // Created under the lock, so replicas starting together do not collide.
+                sqlx::raw_sql(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations (
+                        version BIGINT PRIMARY KEY,
+                        name TEXT NOT NULL,
+                        applied_at BIGINT NOT NULL
+                    )",
+                )
+                .execute(&mut *tx)
+                .await?;
                 // Read the version under the lock: another process may have just migrated.
                 let current: Option<i64> =
                     sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations")

@@ -4,7 +4,7 @@ use shopgraph_core::interest::{Interest, InterestSource, NewInterest, Polarity};
 use shopgraph_core::{InterestId, UserId};
 use sqlx::Row;
 
-use crate::{Result, Store, StoreError, on_pool};
+use crate::{Result, Store, StoreError, lock_catalog, on_pool, write_tx};
 
 const INTEREST_QUERY: &str = "SELECT id, user_id, subject, weight, polarity, source_kind, source_ref, created_at FROM interests";
 
@@ -28,7 +28,13 @@ impl Store {
         if self.user(interest.user).await?.is_none() {
             return Err(StoreError::UnknownUser(interest.user));
         }
-        on_pool!(self, |pool| {
+        if interest.subject.contains('\0') {
+            return Err(StoreError::Invalid("interest subject contains a NUL character".into()));
+        }
+        // Under the catalog lock on PostgreSQL, so ids commit in order and a reader that
+        // saw interest N has seen every interest before it (see CATALOG_LOCK).
+        write_tx!(self, |tx| {
+            lock_catalog!(self, tx);
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO interests (user_id, subject, weight, polarity, source_kind, source_ref, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
@@ -40,9 +46,9 @@ impl Store {
             .bind(interest.source.kind())
             .bind(interest.source.reference())
             .bind(interest.at)
-            .fetch_one(pool)
+            .fetch_one(&mut *tx)
             .await?;
-            Ok(InterestId(id))
+            Ok::<_, StoreError>(InterestId(id))
         })
     }
 

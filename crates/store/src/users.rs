@@ -7,7 +7,8 @@ use shopgraph_core::user::{NewUser, User};
 use sqlx::Row;
 
 use crate::{
-    BATCH_ROWS, Result, Store, StoreError, in_list, on_pool, values_placeholders, write_tx,
+    BATCH_ROWS, Result, Store, StoreError, in_list, lock_catalog, on_pool, values_placeholders,
+    write_tx,
 };
 
 /// What erasing a user removed.
@@ -43,16 +44,19 @@ impl Store {
     /// Inserts or updates users keyed by `external_id`, in one transaction. Returns the
     /// id of each input user, in input order.
     pub async fn upsert_users(&self, users: &[NewUser]) -> Result<Vec<UserId>> {
-        if let Some(bad) = users.iter().find(|u| u.external_id.is_empty()) {
-            return Err(StoreError::Invalid(format!("user {bad:?} has an empty external id")));
+        for user in users {
+            shopgraph_core::check_identifier("user id", &user.external_id)
+                .map_err(StoreError::Invalid)?;
         }
         let mut by_id: BTreeMap<&str, &NewUser> = BTreeMap::new();
         for u in users {
             by_id.insert(u.external_id.as_str(), u);
         }
         let unique: Vec<&NewUser> = by_id.into_values().collect();
-        let now = shopgraph_core::now_ms();
         let ids = write_tx!(self, |tx| {
+            lock_catalog!(self, tx);
+            // Stamped under the lock: see CATALOG_LOCK.
+            let now = shopgraph_core::now_ms();
             let mut ids: HashMap<String, i64> = HashMap::with_capacity(unique.len());
             for chunk in unique.chunks(BATCH_ROWS) {
                 let sql = format!(
