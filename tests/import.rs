@@ -116,11 +116,12 @@ fn malformed_rows_are_reported_by_file_and_line_and_never_written() {
           {\"sku\": \"BAD-3\", \"title\": \"Nowhere\", \"price\": 5, \"stock\": 1, \"categories\": [\"garden\"]}\n\
           {\"sku\": \"BAD-4\", \"title\": \"caf\xe9\", \"price\": 5, \"stock\": 1}\n\
           {\"sku\": \"BAD-5\", \"title\": \n\
-          {\"sku\": \"GOOD-1\", \"title\": \"Lens cap\", \"price\": 5, \"stock\": 100, \"categories\": [\"photo/lenses\"]}\n",
+          {\"sku\": \"GOOD-1\", \"title\": \"Lens cap\", \"price\": 5, \"stock\": 100, \"categories\": [\"photo/lenses\"]}\n\
+          {\"sku\": \"GOOD-1\", \"title\": \"Lens cap, again\", \"price\": 6, \"stock\": 1}\n",
     );
     fs::write(dir.path().join("products.jsonl"), products).unwrap();
     let db = TestDb::sqlite();
-    // 5 bad rows of 21: above the default limit of 5%, so this run allows more.
+    // 5 malformed rows of 22: above the default limit of 5%, so this run allows more.
     let out = run_ok(&["import", dir.path().to_str().unwrap(), "--max-malformed", "0.5"], &db);
     for expected in [
         "products.jsonl:7: product BAD-1: price -5 is not a non-negative number",
@@ -128,12 +129,17 @@ fn malformed_rows_are_reported_by_file_and_line_and_never_written() {
         "products.jsonl:9: product BAD-3: category \"garden\" is not in categories.jsonl",
         "products.jsonl:10: not valid UTF-8 (first bad byte at offset 30)",
         "products.jsonl:11: not a valid products line: EOF while parsing",
+        "products.jsonl:13: product GOOD-1 repeats an earlier line",
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }
-    assert!(out.contains("products             12          7          5"), "{out}");
+    // A repeated sku is a duplicate, not malformed; the first line wins.
+    assert!(
+        out.contains("products             13          7          5          0          1"),
+        "{out}"
+    );
     let store = db.store();
-    assert!(block_on(store.product_by_sku("GOOD-1")).unwrap().is_some());
+    assert_eq!(block_on(store.product_by_sku("GOOD-1")).unwrap().unwrap().title, "Lens cap");
     for bad in ["BAD-1", "BAD-2", "BAD-3", "BAD-4", "BAD-5"] {
         assert!(block_on(store.product_by_sku(bad)).unwrap().is_none(), "{bad} was written");
     }

@@ -47,8 +47,8 @@ pub(crate) enum BenchCommand {
         #[command(flatten)]
         db: crate::DbArgs,
         /// Queries of each kind.
-        #[arg(long, default_value_t = 1_000)]
-        samples: usize,
+        #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..))]
+        samples: u32,
     },
     /// Import throughput (rows/s) and peak memory for a whole source, into a new
     /// SQLite file.
@@ -128,11 +128,12 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
             }
             report(&text);
         }
-        BenchCommand::Graph { db, samples } => bench_graph(&db, samples).await?,
+        BenchCommand::Graph { db, samples } => bench_graph(&db, samples as usize).await?,
         BenchCommand::Import { source, data_dir } => {
             let dir = source_dir(&source, &data_dir);
             let started = Instant::now();
-            let (data, mut import_report) = crate::load::read(&dir)?;
+            let (mut data, mut import_report) = crate::load::read(&dir)?;
+            data.vet(&mut import_report);
             let read_secs = started.elapsed().as_secs_f64();
             let tmp = tempfile::tempdir()?;
             let url = format!("sqlite:{}", tmp.path().join("import.db").display());
@@ -264,7 +265,7 @@ async fn bench_store(store: &Store, shape: &Shape) -> anyhow::Result<Figures> {
 }
 
 async fn bench_graph(db: &crate::DbArgs, samples: usize) -> anyhow::Result<()> {
-    use shopgraph_graph::{Limits, NodeKey, snapshot};
+    use shopgraph_graph::{Limits, NodeKey, QueryError, snapshot};
 
     let store = db.open().await?;
     let rss_before = memory("VmRSS").unwrap_or(0);
@@ -293,10 +294,18 @@ async fn bench_graph(db: &crate::DbArgs, samples: usize) -> anyhow::Result<()> {
 
     // Real (user, product) pairs: the explanation target is the product most like one
     // the user chose, as when explaining a recommendation.
-    let total = store.count_events().await?.max(1) as usize;
+    let total = store.count_events().await? as usize;
+    if total == 0 {
+        anyhow::bail!("the store has no events to sample queries from: import a data set first");
+    }
     let mut rng = Lcg(11);
     let mut pairs = Vec::with_capacity(samples);
+    let mut attempts = 0;
     while pairs.len() < samples {
+        attempts += 1;
+        if attempts > samples * 100 {
+            anyhow::bail!("too few events name a product to sample {samples} queries");
+        }
         if let Some(e) = store.events_after(rng.below(total) as i64, 1).await?.pop()
             && let Some(product) = e.product
         {
@@ -305,19 +314,31 @@ async fn bench_graph(db: &crate::DbArgs, samples: usize) -> anyhow::Result<()> {
     }
     let limits = Limits::default();
     let (mut neighbours, mut similar, mut explain) = (Vec::new(), Vec::new(), Vec::new());
-    let mut explained = 0;
+    let (mut explained, mut timeouts) = (0, 0);
+    // A query past its time limit is counted, not fatal: it is a result too.
+    let mut timed =
+        |samples: &mut Vec<Duration>, started: Instant, result: Result<(), QueryError>| {
+            samples.push(started.elapsed());
+            match result {
+                Err(QueryError::Timeout(_)) => {
+                    timeouts += 1;
+                    Ok(())
+                }
+                other => other,
+            }
+        };
     for (user, product) in &pairs {
         let t = Instant::now();
-        graph.neighbours(&NodeKey::Product(*product), None, 20, &limits)?;
-        neighbours.push(t.elapsed());
+        let r = graph.neighbours(&NodeKey::Product(*product), None, 20, &limits).map(drop);
+        timed(&mut neighbours, t, r)?;
         let t = Instant::now();
-        let like = graph.similar_products(*product, 10, &limits)?;
-        similar.push(t.elapsed());
-        let target = like.first().map_or(*product, |s| s.product);
+        let like = graph.similar_products(*product, 10, &limits);
+        let target = like.as_ref().ok().and_then(|l| l.first()).map_or(*product, |s| s.product);
+        timed(&mut similar, t, like.map(drop))?;
         let t = Instant::now();
-        let found = graph.explain(*user, target, 3, &limits)?;
-        explain.push(t.elapsed());
-        explained += usize::from(!found.is_empty());
+        let found = graph.explain(*user, target, 3, &limits);
+        explained += usize::from(found.as_ref().is_ok_and(|f| !f.is_empty()));
+        timed(&mut explain, t, found.map(drop))?;
     }
     let row = |name: &str, d: Vec<Duration>| {
         let (p50, p99) = p50_p99(d);
@@ -325,7 +346,7 @@ async fn bench_graph(db: &crate::DbArgs, samples: usize) -> anyhow::Result<()> {
     };
     report(&format!(
         "graph benchmark: {} nodes, {} edges\n  build from the store   {:.1} s\n  snapshot               {:.0} MiB, written in {:.2} s, loaded in {:.2} s\n  \
-         graph memory           {:.0} MiB (resident growth while building); peak {}\n{}{}{}  explanations found for {explained} of {samples} pairs",
+         graph memory           {:.0} MiB (resident growth while building); peak {}\n{}{}{}  explanations found for {explained} of {samples} pairs; {timeouts} queries timed out",
         graph.node_count(),
         graph.edge_count(),
         build.as_secs_f64(),

@@ -48,7 +48,8 @@ pub(crate) struct Loaded {
 pub(crate) async fn run(args: ImportArgs) -> anyhow::Result<()> {
     let dir = source_dir(&args.source, &args.data_dir);
     let started = Instant::now();
-    let (data, mut summary) = read(&dir)?;
+    let (mut data, mut summary) = read(&dir)?;
+    data.vet(&mut summary);
     let read_secs = started.elapsed().as_secs_f64();
     check_malformed(&summary, args.max_malformed)?;
     let store = args.db.open().await?;

@@ -4,7 +4,7 @@
 //! a field, `NULL` unquoted for a missing value, CRLF line ends, and lines in Latin-1
 //! or UTF-8. Ratings are 1–10 (explicit) or 0 (an implicit interaction): 1–10 become
 //! `rating` events, 0 becomes a `view`. The data has no times: every event is dated at
-//! the end of the crawl (September 2004), and that is recorded as synthetic.
+//! the end of the crawl (September 2004), as `graph_data/README.md` says.
 //!
 //! Products are keyed by ISBN-13, so a book listed as `002542730x` and `002542730X`,
 //! or under its ISBN-10 and ISBN-13, is one product; books listed under an Amazon ASIN
@@ -174,6 +174,7 @@ fn read_users(path: &Path, data: &mut Dataset, report: &mut Report) -> Result<()
     let file = file_name(path);
     let mut rows = lines(&bytes);
     check_header(path, rows.next(), USERS_HEADER)?;
+    let mut seen = HashSet::new();
     let mut rows = rows.peekable();
     while let Some((line_no, fields)) = next_record(&mut rows, USERS_HEADER.len()) {
         report.read("users");
@@ -205,6 +206,11 @@ fn read_users(path: &Path, data: &mut Dataset, report: &mut Report) -> Result<()
             }
         };
         let location = location.map(|l| clean_text(&l)).filter(|l| !l.is_empty());
+        if !seen.insert(id.clone()) {
+            let why = format!("user {id} repeats an earlier line");
+            report.set_aside("users", SetAside::Duplicate, &file, line_no, why);
+            continue;
+        }
         data.users.push(NewUser {
             external_id: format!("bx:{id}"),
             display_name: None,

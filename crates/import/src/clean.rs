@@ -92,8 +92,8 @@ fn isbn13_check_digit(first12: &str) -> u32 {
     (10 - sum % 10) % 10
 }
 
-/// The identity of a person's name: lowercase ASCII letters and digits, accents
-/// removed, `Last, First` turned around, and runs of initials joined, so that
+/// The identity of a person's name: lowercase letters and digits, accents removed (letters
+/// without a decomposition, such as ø or ß, stay), `Last, First` turned around, and runs of initials joined, so that
 /// `J.R.R. TOLKIEN`, `J. R. R. Tolkien`, `J R R Tolkien` and `Tolkien, J.R.R.` all
 /// become `jrr tolkien`.
 pub fn person_key(name: &str) -> String {
@@ -140,7 +140,7 @@ pub fn organisation_key(name: &str) -> String {
     join_initials(&tokens)
 }
 
-/// Lowercase ASCII tokens of a name: accents stripped (NFD, combining marks dropped),
+/// Lowercase tokens of a name: accents stripped (NFD, combining marks dropped),
 /// split on anything that is not a letter or digit.
 fn fold_tokens(name: &str) -> Vec<String> {
     let folded: String =

@@ -2,11 +2,13 @@
 
 use std::path::{Path, PathBuf};
 
-use shopgraph_core::Timestamp;
-use shopgraph_core::event::EventKind;
+use shopgraph_core::event::{EventKind, NewEvent};
 use shopgraph_core::kg::Triple;
 use shopgraph_core::product::{Category, NewProduct};
 use shopgraph_core::user::NewUser;
+use shopgraph_core::{ProductId, Timestamp, UserId, check_identifier};
+
+use crate::report::{Report, SetAside};
 
 /// A behaviour event as a source names it: by the user's external id and the
 /// product's sku. The loader resolves them to store ids.
@@ -33,6 +35,79 @@ pub struct Dataset {
     pub triples: Vec<Triple>,
     /// (sku, knowledge-graph entity) links.
     pub product_entities: Vec<(String, String)>,
+}
+
+impl Dataset {
+    /// Checks every record against the rules the store enforces (identifiers, event
+    /// shapes, timestamps, payload sizes) and sets aside, as malformed, those that would
+    /// fail: so that a load never fails halfway through on one bad row, whatever the
+    /// reader let through.
+    pub fn vet(&mut self, report: &mut Report) {
+        const WHERE: &str = "checks before writing";
+        let refuse = |report: &mut Report, entity: &'static str, why: String| {
+            report.counts(entity).kept -= 1;
+            report.set_aside(entity, SetAside::Malformed, WHERE, 0, why);
+        };
+        self.categories.retain(|c| match check_identifier("category key", &c.key) {
+            Ok(()) => true,
+            Err(why) => {
+                refuse(report, "categories", why);
+                false
+            }
+        });
+        self.products.retain(|p| {
+            let checked = check_identifier("sku", &p.sku)
+                .and_then(|()| {
+                    p.category_keys.iter().try_for_each(|k| check_identifier("category key", k))
+                })
+                .and_then(|()| {
+                    if p.price_cents < 0 {
+                        Err(format!("product {}: negative price", p.sku))
+                    } else {
+                        Ok(())
+                    }
+                });
+            match checked {
+                Ok(()) => true,
+                Err(why) => {
+                    refuse(report, "products", why);
+                    false
+                }
+            }
+        });
+        self.users.retain(|u| match check_identifier("user id", &u.external_id) {
+            Ok(()) => true,
+            Err(why) => {
+                refuse(report, "users", why);
+                false
+            }
+        });
+        self.events.retain(|e| {
+            let probe = NewEvent {
+                idempotency_key: e.key.clone(),
+                user: UserId(0),
+                product: e.product.as_ref().map(|_| ProductId(0)),
+                kind: e.kind,
+                value: e.value,
+                payload: e.payload.clone(),
+                occurred_at: e.occurred_at,
+            };
+            let checked = probe
+                .validate()
+                .map_err(|err| format!("event {:?}: {err}", e.key))
+                .and_then(|()| check_identifier("user id", &e.user))
+                .and_then(|()| {
+                    e.product.as_deref().map_or(Ok(()), |sku| check_identifier("sku", sku))
+                });
+            match checked {
+                Ok(()) => true,
+                Err(why) => {
+                    refuse(report, "events", why);
+                    false
+                }
+            }
+        });
+    }
 }
 
 /// A source that cannot be read at all. Bad rows are not errors: see [`crate::Report`].

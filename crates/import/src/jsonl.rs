@@ -129,6 +129,9 @@ pub fn read(dir: &Path) -> Result<(Dataset, Report), ImportError> {
         if key.is_empty() || name.is_empty() {
             return Err("category needs a key and a name".into());
         }
+        if data.categories.iter().any(|c| c.key == key) {
+            return Err(Refusal::duplicate(format!("category {key} repeats an earlier line")));
+        }
         data.categories.push(Category {
             key,
             name,
@@ -139,7 +142,12 @@ pub fn read(dir: &Path) -> Result<(Dataset, Report), ImportError> {
     let known_categories: HashSet<String> = data.categories.iter().map(|c| c.key.clone()).collect();
     let mut skus = HashSet::new();
     each_line(dir, "products.jsonl", "products", &mut report, |line: ProductLine, _| {
-        product(line, &known_categories, &mut skus).map(|p| data.products.push(p))
+        let p = product(line, &known_categories)?;
+        if !skus.insert(p.sku.clone()) {
+            return Err(Refusal::duplicate(format!("product {} repeats an earlier line", p.sku)));
+        }
+        data.products.push(p);
+        Ok(())
     })?;
     let mut user_ids = HashSet::new();
     each_line(dir, "users.jsonl", "users", &mut report, |line: UserLine, _| {
@@ -148,7 +156,7 @@ pub fn read(dir: &Path) -> Result<(Dataset, Report), ImportError> {
             return Err("user needs an id".into());
         }
         if !user_ids.insert(external_id.clone()) {
-            return Err(format!("user {external_id} repeats an earlier line"));
+            return Err(Refusal::duplicate(format!("user {external_id} repeats an earlier line")));
         }
         data.users.push(NewUser {
             external_id,
@@ -159,13 +167,19 @@ pub fn read(dir: &Path) -> Result<(Dataset, Report), ImportError> {
         });
         Ok(())
     })?;
+    let mut keys = HashSet::new();
     each_line(dir, "events.jsonl", "events", &mut report, |line: EventLine, raw| {
-        event_from_line(line, raw).map(|e| data.events.push(e))
+        let event = event_from_line(line, raw)?;
+        if !keys.insert(event.key.clone()) {
+            return Err(Refusal::duplicate(format!("event {} repeats an earlier line", event.key)));
+        }
+        data.events.push(event);
+        Ok(())
     })?;
     each_line(dir, "reviews.jsonl", "events", &mut report, |line: ReviewLine, raw| {
         let payload = serde_json::json!({ "text": clean_text(&line.text) }).to_string();
         let key = line.key.unwrap_or_else(|| derived_key("reviews", raw));
-        event(
+        let event = event(
             key,
             line.user,
             Some(line.product),
@@ -173,8 +187,15 @@ pub fn read(dir: &Path) -> Result<(Dataset, Report), ImportError> {
             line.rating,
             Some(payload),
             line.at_ms,
-        )
-        .map(|e| data.events.push(e))
+        )?;
+        if !keys.insert(event.key.clone()) {
+            return Err(Refusal::duplicate(format!(
+                "review {} repeats an earlier line",
+                event.key
+            )));
+        }
+        data.events.push(event);
+        Ok(())
     })?;
     Ok((data, report))
 }
@@ -196,6 +217,30 @@ fn event_from_line(line: EventLine, raw: &[u8]) -> Result<EventRecord, String> {
     event(key, line.user, line.product, kind, line.value, payload, line.at_ms)
 }
 
+/// Why a line was set aside: malformed (the default, from any message) or a duplicate.
+struct Refusal {
+    why: SetAside,
+    reason: String,
+}
+
+impl Refusal {
+    fn duplicate(reason: String) -> Refusal {
+        Refusal { why: SetAside::Duplicate, reason }
+    }
+}
+
+impl From<String> for Refusal {
+    fn from(reason: String) -> Refusal {
+        Refusal { why: SetAside::Malformed, reason }
+    }
+}
+
+impl From<&str> for Refusal {
+    fn from(reason: &str) -> Refusal {
+        Refusal { why: SetAside::Malformed, reason: reason.to_owned() }
+    }
+}
+
 /// Parses each line of `file` (if present) as `T` and hands it to `accept`; a line
 /// that is not UTF-8, not JSON of the right shape, or refused by `accept` is set aside.
 fn each_line<T: for<'de> Deserialize<'de>>(
@@ -203,7 +248,7 @@ fn each_line<T: for<'de> Deserialize<'de>>(
     file: &str,
     entity: &'static str,
     report: &mut Report,
-    mut accept: impl FnMut(T, &[u8]) -> Result<(), String>,
+    mut accept: impl FnMut(T, &[u8]) -> Result<(), Refusal>,
 ) -> Result<(), ImportError> {
     let path = dir.join(file);
     if !path.is_file() {
@@ -217,26 +262,23 @@ fn each_line<T: for<'de> Deserialize<'de>>(
         report.read(entity);
         let outcome = match std::str::from_utf8(raw) {
             Err(e) => {
-                Err(format!("not valid UTF-8 (first bad byte at offset {})", e.valid_up_to()))
+                Err(format!("not valid UTF-8 (first bad byte at offset {})", e.valid_up_to())
+                    .into())
             }
             Ok(text) => match serde_json::from_str::<T>(text) {
-                Err(e) => Err(format!("not a valid {entity} line: {e}")),
+                Err(e) => Err(format!("not a valid {entity} line: {e}").into()),
                 Ok(value) => accept(value, raw),
             },
         };
         match outcome {
             Ok(()) => report.kept(entity),
-            Err(why) => report.set_aside(entity, SetAside::Malformed, file, line_no, why),
+            Err(Refusal { why, reason }) => report.set_aside(entity, why, file, line_no, reason),
         }
     }
     Ok(())
 }
 
-fn product(
-    line: ProductLine,
-    categories: &HashSet<String>,
-    skus: &mut HashSet<String>,
-) -> Result<NewProduct, String> {
+fn product(line: ProductLine, categories: &HashSet<String>) -> Result<NewProduct, String> {
     let sku = line.sku.trim().to_owned();
     let title = clean_text(&line.title);
     if sku.is_empty() || title.is_empty() {
@@ -259,9 +301,6 @@ fn product(
         (None, Some(b)) => to_maker(&b, MakerKind::Brand, organisation_key),
         (None, None) => None,
     };
-    if !skus.insert(sku.clone()) {
-        return Err(format!("product {sku} repeats an earlier line"));
-    }
     Ok(NewProduct {
         sku,
         title,

@@ -279,6 +279,11 @@ fn read_inters(
             report.set_aside("events", SetAside::Malformed, &file.file, line_no, why);
             continue;
         };
+        if !seconds.is_finite() || seconds < 0.0 {
+            let why = format!("timestamp {:?} is not a time", fields[time_col]);
+            report.set_aside("events", SetAside::Malformed, &file.file, line_no, why);
+            continue;
+        }
         if !(0.0..=5.0).contains(&rating) {
             report.set_aside(
                 "events",
@@ -365,6 +370,10 @@ fn read_kg(
                 report.set_aside("kg_triples", SetAside::Malformed, &file.file, line_no, why)
             }
         }
+    }
+    if !link.is_file() {
+        // Triples without links still form a graph; no product reaches it.
+        return Ok(());
     }
     let file = Atomic::open(link, &["item_id", "entity_id"])?;
     let [item, entity] = ["item_id", "entity_id"].map(|c| file.column(c).expect("checked"));
