@@ -120,8 +120,13 @@ fn sigkill_mid_stream_loses_no_acknowledged_event() {
 
 #[test]
 fn bad_lines_get_clear_errors_and_good_lines_still_land() {
-    let db = TestDb::sqlite();
-    run_ok(&["import", &graph_data("examples/shop")], &db);
+    for db in TestDb::both() {
+        bad_lines_on(&db);
+    }
+}
+
+fn bad_lines_on(db: &TestDb) {
+    run_ok(&["import", &graph_data("examples/shop")], db);
     let big = "x".repeat(70_000);
     let mut input: Vec<u8> = Vec::new();
     for line in [
@@ -137,6 +142,16 @@ fn bad_lines_get_clear_errors_and_good_lines_still_land() {
         input.push(b'\n');
     }
     input.extend_from_slice(b"{\"key\": \"b6\", \"user\": \"shop:ana\", \"kind\": \"search\", \"payload\": \"caf\xe9\", \"at_ms\": 1}\n");
+    // A key with a line break would forge an ack for key "b7"; a NUL in an id is refused
+    // alike on SQLite (which would store it) and PostgreSQL (which would fail on it).
+    input.extend_from_slice(
+        br#"{"key": "a\nack b7 1", "user": "shop:ana", "kind": "search", "at_ms": 1736000000000}"#,
+    );
+    input.push(b'\n');
+    input.extend_from_slice(
+        br#"{"key": "n0", "user": "shop:\u0000ana", "kind": "search", "at_ms": 1736000000000}"#,
+    );
+    input.push(b'\n');
     input.extend_from_slice(br#"{"key": "g2", "user": "shop:li", "kind": "search", "payload": {"query": "lens"}, "at_ms": 1736000000001}"#);
     input.push(b'\n');
 
@@ -148,11 +163,12 @@ fn bad_lines_get_clear_errors_and_good_lines_still_land() {
         .spawn()
         .unwrap();
     child.stdin.take().unwrap().write_all(&input).unwrap();
+    let name = db.name();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "bad lines do not stop the pipe");
+    assert!(out.status.success(), "{name}: bad lines do not stop the pipe");
     let stdout = String::from_utf8(out.stdout).unwrap();
     let replies: Vec<&str> = stdout.lines().collect();
-    assert_eq!(replies.len(), 9, "{stdout}");
+    assert_eq!(replies.len(), 11, "{name}: {stdout}");
     assert!(replies[0].starts_with("ack g1 "));
     assert_eq!(replies[1], r#"error 2: invalid input: unknown user "shop:nobody""#);
     assert_eq!(replies[2], r#"error 3: invalid input: unknown product "NO-SUCH-SKU""#);
@@ -169,7 +185,19 @@ fn bad_lines_get_clear_errors_and_good_lines_still_land() {
         replies[6]
     );
     assert_eq!(replies[7], "error 8: invalid input: not valid UTF-8 (first bad byte at offset 67)");
-    assert!(replies[8].starts_with("ack g2 "));
+    assert_eq!(
+        replies[8],
+        "error 9: invalid input: idempotency key may not contain spaces or control characters"
+    );
+    assert!(
+        replies[9].starts_with(
+            "error 10: invalid input: user id \"shop:\\0ana\" contains a control character"
+        ),
+        "{name}: {}",
+        replies[9]
+    );
+    assert!(replies[10].starts_with("ack g2 "), "{name}: {stdout}");
+    assert!(!stdout.contains("ack b7"), "{name}: no forged ack");
 
     let store = db.store();
     assert_eq!(

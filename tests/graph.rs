@@ -40,7 +40,7 @@ fn the_graph_follows_the_store_in_place_and_explains_itself() {
         );
         assert!(
             out.contains(
-                "user:1 -interacted-> product:3 -made-by-> brand:lumix -made-by-> product:4"
+                "user:1 -interacted-> product:3 -made-by-> brand:lumix <-made-by- product:4"
             ),
             "{out}"
         );
@@ -161,7 +161,7 @@ fn movielens_similar_and_explained_through_freebase() {
     assert!(out.starts_with("you rated Shanghai Triad (Yao a yao yao dao waipo qiao); this shares a film genre m.02wtdps\n"), "{out}");
     assert!(
         out.contains(
-            "-linked-to-> entity:m.0bxsk -kg-> entity:m.02wtdps -kg-> entity:m.08vz4p -linked-to->"
+            "-linked-to-> entity:m.0bxsk -film.film.genre-> entity:m.02wtdps <-film.film.genre- entity:m.08vz4p <-linked-to- product:15"
         ),
         "{out}"
     );

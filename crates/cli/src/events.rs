@@ -58,6 +58,11 @@ async fn append_line(
     raw: &[u8],
 ) -> Result<String, StoreError> {
     let record = parse_event_line(raw).map_err(StoreError::Invalid)?;
+    // Checked here so both backends answer alike (PostgreSQL would refuse a NUL itself).
+    shopgraph_core::check_identifier("user id", &record.user).map_err(StoreError::Invalid)?;
+    if let Some(sku) = &record.product {
+        shopgraph_core::check_identifier("sku", sku).map_err(StoreError::Invalid)?;
+    }
     let user = resolver.user(store, &record.user).await?;
     let product = match &record.product {
         Some(sku) => Some(resolver.product(store, sku).await?),

@@ -14,6 +14,7 @@ use clap::{Args, Subcommand};
 use indicatif::ProgressBar;
 use shopgraph_core::product::MakerKind;
 use shopgraph_core::{InterestId, ProductId, UserId};
+use shopgraph_graph::query::Step;
 use shopgraph_graph::{KnowledgeGraph, Limits, NodeKey, Relation, snapshot};
 use shopgraph_store::{Store, SyncMarks};
 
@@ -166,14 +167,7 @@ pub(crate) async fn run(command: GraphCommand) -> anyhow::Result<()> {
                 report("the graph holds nothing that links them");
             }
             for e in found {
-                let path: Vec<String> =
-                    e.path.iter().map(|s| format!("{} -{}->", s.from, s.relation.name())).collect();
-                report(&format!(
-                    "{}\n    {} {}",
-                    e.text,
-                    path.join(" "),
-                    e.path.last().map(|s| s.to.to_string()).unwrap_or_default()
-                ));
+                report(&format!("{}\n    {}", e.text, render_path(&graph, &e.path)));
             }
         }
         GraphCommand::ExplainSession { graph: args, products, sku, k } => {
@@ -188,7 +182,7 @@ pub(crate) async fn run(command: GraphCommand) -> anyhow::Result<()> {
                 report("the graph holds nothing that links them");
             }
             for e in found {
-                report(&e.text);
+                report(&format!("{}\n    {}", e.text, render_path(&graph, &e.path)));
             }
         }
         GraphCommand::Connect { graph: args, a, b, hops, k } => {
@@ -199,12 +193,7 @@ pub(crate) async fn run(command: GraphCommand) -> anyhow::Result<()> {
                 report(&format!("nothing connects them within {hops} hops"));
             }
             for path in paths {
-                let mut text = path.first().map(|s| s.from.to_string()).unwrap_or_default();
-                for step in &path {
-                    let (l, r) = if step.forward { ("-", "->") } else { ("<-", "-") };
-                    text.push_str(&format!(" {l}{}{r} {}", step.relation.name(), step.to));
-                }
-                report(&text);
+                report(&render_path(&graph, &path));
             }
         }
         GraphCommand::BoughtRatedLow { graph: args, bought, rated, max_rating, limit } => {
@@ -377,10 +366,9 @@ async fn update_in_place(
     if (old.triples, old.entity_links) != (marks.triples, marks.entity_links) {
         return Ok(Err("the imported knowledge graph changed".into()));
     }
-    if old.categories != marks.categories {
-        for category in store.categories().await? {
-            graph.upsert_category(&category);
-        }
+    // Categories are few and a rename changes no count: apply them all, every time.
+    for category in store.categories().await? {
+        graph.upsert_category(&category);
     }
     let applied = apply_changes(store, graph, &old).await?;
     // Deletions leave no trace to follow: counts that disagree mean something went.
@@ -500,6 +488,21 @@ pub(crate) async fn catch_up(store: &Store, graph: &mut KnowledgeGraph) -> anyho
             graph.apply_event(event);
         }
     }
+}
+
+/// `user:1 -interacted-> product:3 -made-by-> brand:lumix <-made-by- product:4`: each
+/// edge drawn in the direction it points, imported relations by their own names.
+fn render_path(graph: &KnowledgeGraph, path: &[Step]) -> String {
+    let mut text = path.first().map(|s| s.from.to_string()).unwrap_or_default();
+    for step in path {
+        let name = graph.relation_name(step.relation);
+        if step.forward {
+            text.push_str(&format!(" -{name}-> {}", step.to));
+        } else {
+            text.push_str(&format!(" <-{name}- {}", step.to));
+        }
+    }
+    text
 }
 
 fn product_id(graph: &KnowledgeGraph, sku: &str) -> anyhow::Result<ProductId> {

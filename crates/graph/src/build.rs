@@ -165,7 +165,9 @@ impl KnowledgeGraph {
     /// what shoppers did with it.
     pub fn upsert_product(&mut self, product: &Product) {
         let node = self.node(NodeKey::Product(product.id), Some(&product.title));
-        self.skus.insert(product.sku.clone(), product.id);
+        if self.skus.insert(product.sku.clone(), product.id).is_none() {
+            self.adopt_interests(&product.sku, node);
+        }
         self.remove_out_edges(node, |r| {
             matches!(
                 r,
@@ -201,6 +203,29 @@ impl KnowledgeGraph {
     /// any more, so a rebuild loads them all and labels match those of a live graph.
     pub fn upsert_maker(&mut self, maker: &Maker) {
         self.node(NodeKey::Maker(maker.kind.into(), maker.key.clone()), Some(&maker.name));
+    }
+
+    /// Moves the interests recorded on `product:SKU` before the product arrived from the
+    /// concept that held them to the product, as a rebuild would have linked them.
+    fn adopt_interests(&mut self, sku: &str, product: NodeIndex) {
+        let Some(concept) = self.index.remove(&NodeKey::Concept(format!("product:{sku}"))) else {
+            return;
+        };
+        let edges: Vec<EdgeIndex> =
+            self.graph.edges_directed(concept, Direction::Incoming).map(|e| e.id()).collect();
+        for edge in edges {
+            let Some((user, _)) = self.graph.edge_endpoints(edge) else { continue };
+            let weight = self.graph[edge].clone();
+            self.remove_edge(edge);
+            let moved =
+                self.add_edge(user, product, weight.relation, weight.weight, weight.detail.clone());
+            if let EdgeDetail::Interest { id, .. } = weight.detail
+                && let Some(entry) = self.interests.get_mut(&id)
+            {
+                entry.edge = moved;
+            }
+        }
+        self.graph.remove_node(concept);
     }
 
     pub fn upsert_user(&mut self, user: &User) {
@@ -339,8 +364,13 @@ impl KnowledgeGraph {
         members: &[(UserId, f64)],
     ) {
         let node = self.node(NodeKey::Segment(segment), Some(description));
-        let old: Vec<EdgeIndex> =
-            self.graph.edges_directed(node, Direction::Incoming).map(|e| e.id()).collect();
+        // Only memberships: an interest in the segment is not this update's to remove.
+        let old: Vec<EdgeIndex> = self
+            .graph
+            .edges_directed(node, Direction::Incoming)
+            .filter(|e| e.weight().relation == Relation::MemberOf)
+            .map(|e| e.id())
+            .collect();
         for edge in old {
             self.remove_edge(edge);
         }
@@ -405,17 +435,23 @@ impl KnowledgeGraph {
     }
 
     fn subject_node(&mut self, subject: &str) -> NodeIndex {
-        // The subject alone decides the node, never what the graph holds yet (but for
-        // skus, which products always precede), so the order of updates cannot matter.
+        // The subject alone decides the node, never what the graph holds yet, so the
+        // order of updates cannot matter. A product not in the graph yet is a concept
+        // `product:SKU` until it arrives (`upsert_product` then moves the interest).
+        // Nobody is interested in a user or a segment: such subjects are concepts too, so
+        // an interest can never bring a deleted user back.
         let key = match subject.split_once(':') {
             Some(("product", sku)) => match self.skus.get(sku) {
                 Some(id) => NodeKey::Product(*id),
                 None => NodeKey::Concept(subject.to_owned()),
             },
             Some(("concept", rest)) if !rest.is_empty() => NodeKey::Concept(rest.to_owned()),
-            Some((_, rest)) if !rest.is_empty() => {
-                NodeKey::parse(subject).unwrap_or_else(|| NodeKey::Concept(subject.to_owned()))
-            }
+            Some((_, rest)) if !rest.is_empty() => match NodeKey::parse(subject) {
+                Some(NodeKey::User(_) | NodeKey::Segment(_) | NodeKey::Product(_)) | None => {
+                    NodeKey::Concept(subject.to_owned())
+                }
+                Some(key) => key,
+            },
             _ => NodeKey::Concept(subject.to_owned()),
         };
         self.node(key, None)
@@ -429,6 +465,11 @@ impl KnowledgeGraph {
         self.relation_names.push(name.to_owned());
         self.relation_ids.insert(name.to_owned(), id);
         id
+    }
+
+    /// A relation's name: its own, or the imported name of a `Relation::Kg`.
+    pub fn relation_name(&self, relation: Relation) -> &str {
+        self.relation_label(relation)
     }
 
     pub(crate) fn relation_label(&self, relation: Relation) -> &str {
@@ -502,6 +543,23 @@ fn attribute_values(product: &Product) -> Vec<String> {
         && let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(text)
     {
         for (key, value) in map {
+            // A key named like a kind of node (`author`, `category`, …) would print as that
+            // node's name; such keys are the product's business, not attribute values.
+            const NODE_KINDS: [&str; 10] = [
+                "product",
+                "sku",
+                "user",
+                "segment",
+                "category",
+                "author",
+                "brand",
+                "publisher",
+                "entity",
+                "concept",
+            ];
+            if NODE_KINDS.contains(&key.as_str()) {
+                continue;
+            }
             let value = match value {
                 serde_json::Value::String(s) if !s.is_empty() && s.len() <= 80 => s,
                 serde_json::Value::Number(n) => n.to_string(),

@@ -162,7 +162,8 @@ impl KnowledgeGraph {
     /// by the shared node. Two ways to find them: from each liked product out to its
     /// features, or from each of the target's (few, rare) features back to the products
     /// that have them. A reader with 10,000 ratings is cheap from the target's side; a
-    /// reader with three, from their own. Both find the same groups.
+    /// reader with three, from their own. Both find the same groups, except that the walk
+    /// from the reader's side looks at their 2,000 strongest products only.
     #[allow(clippy::too_many_arguments, reason = "one private step of explain, not an API")]
     fn shared(
         &self,
@@ -215,6 +216,9 @@ impl KnowledgeGraph {
             // less than the second. Sorted first, so the score does not depend on the
             // order the items were found in.
             group.items.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            // A product reaching the shared node by two paths (an actor who also directed)
+            // counts once.
+            group.items.dedup_by_key(|item| item.0);
             let weight = target_features[feature].0;
             group.score = group
                 .items

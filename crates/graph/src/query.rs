@@ -224,6 +224,9 @@ impl KnowledgeGraph {
         check("hops", hops, limits.max_hops)?;
         check("limit", limit, limits.max_results)?;
         let start = self.index_of(key)?;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
         let mut budget = Budget::new(limits);
         let mut seen: HashSet<NodeIndex> = std::iter::once(start).collect();
         let mut queue = VecDeque::from([(start, 0)]);

@@ -340,7 +340,7 @@ fn op() -> impl Strategy<Value = Op> {
             kind,
             value
         }),
-        (1..5i64, 0..6u8, any::<bool>()).prop_map(|(user, subject, likes)| Op::Interest {
+        (1..5i64, 0..8u8, any::<bool>()).prop_map(|(user, subject, likes)| Op::Interest {
             user,
             subject,
             likes
@@ -356,8 +356,16 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 const CATEGORIES: [&str; 3] = ["c0", "c1", "c2"];
-const SUBJECTS: [&str; 6] =
-    ["author:a0", "author:a3", "category:c1", "year:1990s", "format:book", "hiking"];
+const SUBJECTS: [&str; 8] = [
+    "author:a0",
+    "author:a3",
+    "category:c1",
+    "year:1990s",
+    "format:book",
+    "hiking",
+    "product:sku-3",
+    "user:2",
+];
 
 fn product_of(id: i64, author: u8, publisher: u8, categories: u8, year: Option<i32>) -> Product {
     let cats: Vec<&str> =
