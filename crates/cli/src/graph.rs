@@ -305,7 +305,7 @@ pub(crate) async fn open(args: &GraphArgs) -> anyhow::Result<(KnowledgeGraph, St
 /// The snapshot's stamp: which database, and the store's marks when it was written.
 fn stamp_of(identity: &str, marks: &SyncMarks) -> String {
     format!(
-        "{identity}\n{} {} {} {} {} {} {} {} {}",
+        "{identity}\n{} {} {} {} {} {} {} {} {} {} {}",
         marks.products,
         marks.products_updated_at,
         marks.users,
@@ -314,7 +314,9 @@ fn stamp_of(identity: &str, marks: &SyncMarks) -> String {
         marks.last_interest,
         marks.categories,
         marks.triples,
-        marks.entity_links
+        marks.entity_links,
+        marks.segment_members,
+        marks.last_segment
     )
 }
 
@@ -330,6 +332,8 @@ fn parse_marks(text: &str) -> Option<SyncMarks> {
         categories,
         triples,
         entity_links,
+        segment_members,
+        last_segment,
     ] = n.try_into().ok()?;
     Some(SyncMarks {
         products,
@@ -341,6 +345,8 @@ fn parse_marks(text: &str) -> Option<SyncMarks> {
         categories,
         triples,
         entity_links,
+        segment_members,
+        last_segment,
     })
 }
 
@@ -365,6 +371,10 @@ async fn update_in_place(
     };
     if (old.triples, old.entity_links) != (marks.triples, marks.entity_links) {
         return Ok(Err("the imported knowledge graph changed".into()));
+    }
+    // A clustering run replaces a whole version of segments: rebuild.
+    if (old.segment_members, old.last_segment) != (marks.segment_members, marks.last_segment) {
+        return Ok(Err("the segments changed".into()));
     }
     // Categories are few and a rename changes no count: apply them all, every time.
     for category in store.categories().await? {
@@ -424,6 +434,12 @@ pub(crate) async fn build(store: &Store) -> anyhow::Result<KnowledgeGraph> {
     }
     for (product, entity) in store.product_entity_links().await? {
         graph.link_entity(product, &entity);
+    }
+    if let Some(version) = store.latest_segment_version().await? {
+        for segment in store.segments(version).await? {
+            let members = store.segment_members(segment.id).await?;
+            graph.upsert_segment(segment.id, &segment.description, &members);
+        }
     }
     bar.finish_and_clear();
     Ok(graph)

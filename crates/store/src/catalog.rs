@@ -23,6 +23,8 @@ pub struct SyncMarks {
     pub categories: i64,
     pub triples: i64,
     pub entity_links: i64,
+    pub segment_members: i64,
+    pub last_segment: i64,
 }
 
 /// How much of each thing the store holds.
@@ -461,7 +463,9 @@ impl Store {
                         (SELECT COALESCE(MAX(id), 0) FROM interests) AS last_interest, \
                         (SELECT COUNT(*) FROM categories) AS categories, \
                         (SELECT COUNT(*) FROM kg_triples) AS triples, \
-                        (SELECT COUNT(*) FROM product_entities) AS entity_links",
+                        (SELECT COUNT(*) FROM product_entities) AS entity_links, \
+                        (SELECT COUNT(*) FROM segment_members) AS segment_members, \
+                        (SELECT COALESCE(MAX(id), 0) FROM segments) AS last_segment",
             )
             .fetch_one(pool)
             .await?;
@@ -475,6 +479,8 @@ impl Store {
                 categories: row.try_get("categories")?,
                 triples: row.try_get("triples")?,
                 entity_links: row.try_get("entity_links")?,
+                segment_members: row.try_get("segment_members")?,
+                last_segment: row.try_get("last_segment")?,
             })
         })
     }

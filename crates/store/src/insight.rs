@@ -116,6 +116,23 @@ impl Store {
         })
     }
 
+    /// The members of a segment and their scores, in user order.
+    pub async fn segment_members(&self, segment: SegmentId) -> Result<Vec<(UserId, f64)>> {
+        on_pool!(self, |pool| {
+            let rows = sqlx::query(
+                "SELECT user_id, score FROM segment_members WHERE segment_id = $1 ORDER BY user_id",
+            )
+            .bind(segment.0)
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                out.push((UserId(row.try_get("user_id")?), row.try_get("score")?));
+            }
+            Ok(out)
+        })
+    }
+
     /// Records a trained model version (replacing one with the same name and version).
     pub async fn put_model(&self, model: &ModelRecord) -> Result<()> {
         on_pool!(self, |pool| {

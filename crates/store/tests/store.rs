@@ -553,6 +553,7 @@ async fn segments_models_and_triples(store: &Store) {
     );
     assert_eq!(v2[0].description, "v2 again");
     assert_eq!(store.segments_of_user(u[1]).await.unwrap().len(), 2);
+    assert_eq!(store.segment_members(v2[1].id).await.unwrap(), [(u[0], 0.1), (u[1], 0.7)]);
     let ghost = vec![NewSegment {
         key: "g".into(),
         description: "".into(),
