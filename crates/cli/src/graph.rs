@@ -304,50 +304,13 @@ pub(crate) async fn open(args: &GraphArgs) -> anyhow::Result<(KnowledgeGraph, St
 
 /// The snapshot's stamp: which database, and the store's marks when it was written.
 fn stamp_of(identity: &str, marks: &SyncMarks) -> String {
-    format!(
-        "{identity}\n{} {} {} {} {} {} {} {} {} {} {}",
-        marks.products,
-        marks.products_updated_at,
-        marks.users,
-        marks.users_updated_at,
-        marks.interests,
-        marks.last_interest,
-        marks.categories,
-        marks.triples,
-        marks.entity_links,
-        marks.segment_members,
-        marks.last_segment
-    )
+    let numbers: Vec<String> = marks.to_array().iter().map(i64::to_string).collect();
+    format!("{identity}\n{}", numbers.join(" "))
 }
 
 fn parse_marks(text: &str) -> Option<SyncMarks> {
-    let n: Vec<i64> = text.split(' ').map(str::parse).collect::<Result<_, _>>().ok()?;
-    let [
-        products,
-        products_updated_at,
-        users,
-        users_updated_at,
-        interests,
-        last_interest,
-        categories,
-        triples,
-        entity_links,
-        segment_members,
-        last_segment,
-    ] = n.try_into().ok()?;
-    Some(SyncMarks {
-        products,
-        products_updated_at,
-        users,
-        users_updated_at,
-        interests,
-        last_interest,
-        categories,
-        triples,
-        entity_links,
-        segment_members,
-        last_segment,
-    })
+    let numbers: Vec<i64> = text.split(' ').map(str::parse).collect::<Result<_, _>>().ok()?;
+    Some(SyncMarks::from_array(numbers.try_into().ok()?))
 }
 
 /// Applies what changed in the store since the snapshot's marks: categories, new and

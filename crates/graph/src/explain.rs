@@ -180,11 +180,20 @@ impl KnowledgeGraph {
         let mut groups: HashMap<NodeIndex, Group> = HashMap::default();
         if from_target < liked.len() * 8 {
             'features: for (feature, (_, steps)) in target_features {
-                for (holder, item_steps) in self.holders(*feature, steps) {
+                for (holder, via) in self.holders(*feature, steps, limits) {
                     if !budget.tick()? {
                         break 'features;
                     }
                     if let Some((strength, kinds)) = liked.get(&holder) {
+                        let item_steps = match via {
+                            None => vec![(*feature, steps[0].1, true)],
+                            Some((entity, relation, forward)) => {
+                                vec![
+                                    (entity, Relation::LinkedTo, true),
+                                    (*feature, relation, forward),
+                                ]
+                            }
+                        };
                         let group = groups
                             .entry(*feature)
                             .or_insert(Group { score: 0.0, items: Vec::new() });
@@ -266,41 +275,6 @@ impl KnowledgeGraph {
             });
         }
         Ok(())
-    }
-
-    /// The products that have `feature` the way the target has it (`steps` lead from the
-    /// target to it), each with the steps from it to the feature.
-    fn holders(
-        &self,
-        feature: NodeIndex,
-        steps: &[(NodeIndex, Relation, bool)],
-    ) -> Vec<(NodeIndex, Hops)> {
-        match steps {
-            [(_, relation, _)] => self
-                .graph
-                .edges_directed(feature, Direction::Incoming)
-                .filter(|e| e.weight().relation == *relation)
-                .map(|e| (e.source(), vec![(feature, *relation, true)]))
-                .collect(),
-            _ => self
-                .incident(feature)
-                .filter(|(_, e, _)| matches!(e.relation, Relation::Kg(_)))
-                .flat_map(|(entity, edge, forward)| {
-                    self.graph
-                        .edges_directed(entity, Direction::Incoming)
-                        .filter(|e| e.weight().relation == Relation::LinkedTo)
-                        .map(move |e| {
-                            (
-                                e.source(),
-                                vec![
-                                    (entity, Relation::LinkedTo, true),
-                                    (feature, edge.relation, !forward),
-                                ],
-                            )
-                        })
-                })
-                .collect(),
-        }
     }
 
     /// The steps from a shared node back to the product that has it, given the steps

@@ -20,8 +20,11 @@ use shopgraph_core::{ProductId, UserId};
 use crate::build::KnowledgeGraph;
 use crate::model::{EdgeDetail, NodeKey, Relation, kind_bits};
 
-/// Steps out from a product: the node each reaches, by which relation, forwards or not.
-pub(crate) type Hops = Vec<(NodeIndex, Relation, bool)>;
+/// One step out: the node it reaches, by which relation, forwards or not.
+pub(crate) type Hop = (NodeIndex, Relation, bool);
+
+/// Steps out from a product, one after the other.
+pub(crate) type Hops = Vec<Hop>;
 
 /// Bounds on one query.
 #[derive(Clone, Copy, Debug)]
@@ -297,6 +300,38 @@ impl KnowledgeGraph {
     /// How much sharing `node` says: its inverse document frequency over the catalog,
     /// ln(N / degree). A decade half the catalog shares says little; a node every
     /// product has (the root category, `format:book`) says nothing.
+    /// The products that have `feature` the way a product has it through `steps` (one
+    /// step: the same relation; two: linked to an entity related to it), at most
+    /// `limits.max_visited` of them. For the two-step way, each comes with the entity and
+    /// the relation (and its direction) from the entity to the feature.
+    pub(crate) fn holders(
+        &self,
+        feature: NodeIndex,
+        steps: &[(NodeIndex, Relation, bool)],
+        limits: &Limits,
+    ) -> Vec<(NodeIndex, Option<Hop>)> {
+        match steps {
+            [(_, relation, _)] => self
+                .graph
+                .edges_directed(feature, Direction::Incoming)
+                .filter(|e| e.weight().relation == *relation)
+                .map(|e| (e.source(), None))
+                .take(limits.max_visited)
+                .collect(),
+            _ => self
+                .incident(feature)
+                .filter(|(_, e, _)| matches!(e.relation, Relation::Kg(_)))
+                .flat_map(|(entity, edge, forward)| {
+                    self.graph
+                        .edges_directed(entity, Direction::Incoming)
+                        .filter(|e| e.weight().relation == Relation::LinkedTo)
+                        .map(move |e| (e.source(), Some((entity, edge.relation, !forward))))
+                })
+                .take(limits.max_visited)
+                .collect(),
+        }
+    }
+
     pub(crate) fn rarity(&self, node: NodeIndex) -> f32 {
         ((self.n_products as f32 + 1.0) / (self.graph[node].degree as f32 + 1.0)).ln().max(0.0)
     }
@@ -316,28 +351,8 @@ impl KnowledgeGraph {
         let mut budget = Budget::new(limits);
         let mut scores: HashMap<NodeIndex, (f32, Vec<(f32, NodeIndex)>)> = HashMap::default();
         'features: for (feature, weight, steps) in self.features(start, limits) {
-            // Walk back from the shared node to the products that have it.
-            let holders: Vec<NodeIndex> = match steps.as_slice() {
-                [(_, relation, _)] => self
-                    .graph
-                    .edges_directed(feature, Direction::Incoming)
-                    .filter(|e| e.weight().relation == *relation)
-                    .map(|e| e.source())
-                    .take(limits.max_visited)
-                    .collect(),
-                _ => self
-                    .incident(feature)
-                    .filter(|(_, e, _)| matches!(e.relation, Relation::Kg(_)))
-                    .flat_map(|(entity, _, _)| {
-                        self.graph
-                            .edges_directed(entity, Direction::Incoming)
-                            .filter(|e| e.weight().relation == Relation::LinkedTo)
-                            .map(|e| e.source())
-                    })
-                    .take(limits.max_visited)
-                    .collect(),
-            };
-            for holder in holders {
+            let holders = self.holders(feature, &steps, limits);
+            for (holder, _) in holders {
                 if !budget.tick()? {
                     break 'features;
                 }

@@ -27,6 +27,55 @@ pub struct SyncMarks {
     pub last_segment: i64,
 }
 
+impl SyncMarks {
+    /// The marks as numbers in a fixed order: how a snapshot's stamp records them.
+    pub fn to_array(&self) -> [i64; 11] {
+        [
+            self.products,
+            self.products_updated_at,
+            self.users,
+            self.users_updated_at,
+            self.interests,
+            self.last_interest,
+            self.categories,
+            self.triples,
+            self.entity_links,
+            self.segment_members,
+            self.last_segment,
+        ]
+    }
+
+    /// The inverse of [`SyncMarks::to_array`].
+    pub fn from_array(marks: [i64; 11]) -> SyncMarks {
+        let [
+            products,
+            products_updated_at,
+            users,
+            users_updated_at,
+            interests,
+            last_interest,
+            categories,
+            triples,
+            entity_links,
+            segment_members,
+            last_segment,
+        ] = marks;
+        SyncMarks {
+            products,
+            products_updated_at,
+            users,
+            users_updated_at,
+            interests,
+            last_interest,
+            categories,
+            triples,
+            entity_links,
+            segment_members,
+            last_segment,
+        }
+    }
+}
+
 /// How much of each thing the store holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CatalogCounts {
