@@ -59,11 +59,7 @@ impl KnowledgeGraph {
         let user_node = self.index_of(&NodeKey::User(user))?;
         let target = self.index_of(&NodeKey::Product(product))?;
         let mut budget = Budget::new(limits);
-        let target_features: HashMap<NodeIndex, (f32, Hops)> = self
-            .features(target, limits)
-            .into_iter()
-            .map(|(node, weight, steps)| (node, (weight, steps)))
-            .collect();
+        let target_features = self.feature_map(target, limits);
         let mut out = Vec::new();
 
         // Stated interests, and interactions with the product itself.
@@ -120,9 +116,7 @@ impl KnowledgeGraph {
             &mut budget,
             &mut out,
         )?;
-        out.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.text.cmp(&b.text)));
-        out.truncate(k);
-        Ok(out)
+        Ok(best(out, k))
     }
 
     /// The `k` best explanations of `product` for a set of products (a guest's session,
@@ -145,17 +139,11 @@ impl KnowledgeGraph {
                 liked.insert(node, (1.0, kind_bits::VIEW));
             }
         }
-        let target_features: HashMap<NodeIndex, (f32, Hops)> = self
-            .features(target, limits)
-            .into_iter()
-            .map(|(node, weight, steps)| (node, (weight, steps)))
-            .collect();
+        let target_features = self.feature_map(target, limits);
         let mut budget = Budget::new(limits);
         let mut out = Vec::new();
         self.shared(None, &liked, target, &target_features, limits, &mut budget, &mut out)?;
-        out.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.text.cmp(&b.text)));
-        out.truncate(k);
-        Ok(out)
+        Ok(best(out, k))
     }
 
     /// Explanations through nodes the `liked` products share with the target, grouped
@@ -277,6 +265,14 @@ impl KnowledgeGraph {
         Ok(())
     }
 
+    /// The target's features by node: weight, and the steps from the target to it.
+    fn feature_map(&self, target: NodeIndex, limits: &Limits) -> HashMap<NodeIndex, (f32, Hops)> {
+        self.features(target, limits)
+            .into_iter()
+            .map(|(node, weight, steps)| (node, (weight, steps)))
+            .collect()
+    }
+
     /// The steps from a shared node back to the product that has it, given the steps
     /// from the product out to the node.
     fn back_to(&self, product: NodeIndex, steps: &[(NodeIndex, Relation, bool)]) -> Vec<Step> {
@@ -345,6 +341,13 @@ impl KnowledgeGraph {
             _ => "products",
         }
     }
+}
+
+/// The `k` strongest explanations, ties broken by text so the order is stable.
+fn best(mut out: Vec<Explanation>, k: usize) -> Vec<Explanation> {
+    out.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.text.cmp(&b.text)));
+    out.truncate(k);
+    out
 }
 
 fn verb(kinds: u16) -> &'static str {
