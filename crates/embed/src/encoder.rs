@@ -37,15 +37,13 @@ impl Encoder {
     pub fn load(dir: &Path) -> Result<Encoder, EmbedError> {
         let read = |name: &str| -> Result<(PathBuf, Vec<u8>), EmbedError> {
             let path = dir.join(name);
-            let bytes =
-                std::fs::read(&path).map_err(|source| EmbedError::Io { path: path.clone(), source })?;
+            let bytes = std::fs::read(&path)
+                .map_err(|source| EmbedError::Io { path: path.clone(), source })?;
             Ok((path, bytes))
         };
         let (config_path, config) = read("config.json")?;
-        let config: Config = serde_json::from_slice(&config).map_err(|e| EmbedError::Format {
-            path: config_path.clone(),
-            reason: e.to_string(),
-        })?;
+        let config: Config = serde_json::from_slice(&config)
+            .map_err(|e| EmbedError::Format { path: config_path.clone(), reason: e.to_string() })?;
         let (tok_path, tok) = read("tokenizer.json")?;
         let mut tokenizer = Tokenizer::from_bytes(&tok)
             .map_err(|e| EmbedError::Format { path: tok_path.clone(), reason: e.to_string() })?;
@@ -54,19 +52,21 @@ impl Encoder {
             ..PaddingParams::default()
         }));
         tokenizer
-            .with_truncation(Some(TruncationParams { max_length: MAX_TOKENS, ..Default::default() }))
+            .with_truncation(Some(TruncationParams {
+                max_length: MAX_TOKENS,
+                ..Default::default()
+            }))
             .map_err(|e| EmbedError::Format { path: tok_path, reason: e.to_string() })?;
 
         let (weights_path, weights) = read("model.safetensors")?;
         // The fingerprint names the exact weights: vectors made by other weights are stale.
-        let fingerprint = format!(
-            "all-MiniLM-L6-v2/{:08x}/{}",
-            crc32fast::hash(&weights),
-            MAX_TOKENS
-        );
+        let fingerprint =
+            format!("all-MiniLM-L6-v2/{:08x}/{}", crc32fast::hash(&weights), MAX_TOKENS);
         let device = Device::Cpu;
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
-            .map_err(|e| EmbedError::Format { path: weights_path.clone(), reason: e.to_string() })?;
+        let vb =
+            VarBuilder::from_buffered_safetensors(weights, DType::F32, &device).map_err(|e| {
+                EmbedError::Format { path: weights_path.clone(), reason: e.to_string() }
+            })?;
         let model = BertModel::load(vb, &config)
             .map_err(|e| EmbedError::Format { path: weights_path, reason: e.to_string() })?;
         Ok(Encoder { model, tokenizer, device, dim: config.hidden_size, fingerprint })
@@ -90,8 +90,10 @@ impl Encoder {
             return Ok(Vec::new());
         }
         let texts: Vec<&str> = texts.iter().map(|t| clip(t, MAX_CHARS)).collect();
-        let encodings =
-            self.tokenizer.encode_batch(texts, true).map_err(|e| EmbedError::Tokenize(e.to_string()))?;
+        let encodings = self
+            .tokenizer
+            .encode_batch(texts, true)
+            .map_err(|e| EmbedError::Tokenize(e.to_string()))?;
         let batch = encodings.len();
         let len = encodings[0].get_ids().len();
         let mut ids = Vec::with_capacity(batch * len);

@@ -189,8 +189,7 @@ impl Hnsw {
             nearest = self.greedy(data, dim, query, nearest, l);
         }
         let mut visited = Visited::new(self.links.len());
-        let found =
-            self.search_layer(data, dim, query, &[nearest], ef.max(k), 0, &mut visited);
+        let found = self.search_layer(data, dim, query, &[nearest], ef.max(k), 0, &mut visited);
         found.into_iter().filter(|&(row, _)| keep(row)).take(k).collect()
     }
 
@@ -341,8 +340,7 @@ mod tests {
         let mut data = Vec::with_capacity(rows * dim);
         for r in 0..rows {
             let c = (r * 7) % 300;
-            let mut v: Vec<f32> =
-                (0..dim).map(|d| centres[c * dim + d] + 0.35 * next()).collect();
+            let mut v: Vec<f32> = (0..dim).map(|d| centres[c * dim + d] + 0.35 * next()).collect();
             let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
             v.iter_mut().for_each(|x| *x /= norm);
             data.extend(v);

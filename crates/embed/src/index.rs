@@ -40,7 +40,9 @@ pub enum Method {
     Auto,
     Exact,
     /// HNSW exploring `ef` candidates.
-    Approximate { ef: usize },
+    Approximate {
+        ef: usize,
+    },
 }
 
 /// The default exploration width for approximate search.
@@ -136,7 +138,12 @@ impl VectorIndex {
     }
 
     /// Sets the vector of `id`, encoded from a text with hash `text_hash`.
-    pub fn upsert(&mut self, id: ProductId, text_hash: u64, vector: &[f32]) -> Result<(), EmbedError> {
+    pub fn upsert(
+        &mut self,
+        id: ProductId,
+        text_hash: u64,
+        vector: &[f32],
+    ) -> Result<(), EmbedError> {
         if vector.len() != self.meta.dim {
             return Err(EmbedError::Dimension { expected: self.meta.dim, found: vector.len() });
         }
@@ -214,7 +221,8 @@ impl VectorIndex {
     /// Rewrites the rows without dead ones and relinks the graph from scratch.
     pub fn rebuild(&mut self) {
         let dim = self.meta.dim;
-        let mut fresh = VectorIndex::with_params(&self.meta.fingerprint, dim, self.meta.hnsw.params());
+        let mut fresh =
+            VectorIndex::with_params(&self.meta.fingerprint, dim, self.meta.hnsw.params());
         fresh.data.reserve(self.len() * dim);
         for row in 0..self.rows() {
             if self.meta.live[row] {
@@ -271,7 +279,8 @@ impl VectorIndex {
     pub fn save(&self, path: &Path) -> Result<(), EmbedError> {
         let io = |source| EmbedError::Io { path: path.to_owned(), source };
         let tmp = path.with_extension("tmp");
-        let meta = bincode::serialize(&self.meta).map_err(|e| EmbedError::Corrupt(e.to_string()))?;
+        let meta =
+            bincode::serialize(&self.meta).map_err(|e| EmbedError::Corrupt(e.to_string()))?;
         let mut out = BufWriter::with_capacity(1 << 20, File::create(&tmp).map_err(io)?);
         out.write_all(MAGIC).map_err(io)?;
         out.write_all(&FORMAT_VERSION.to_le_bytes()).map_err(io)?;
@@ -304,7 +313,9 @@ impl VectorIndex {
         }
         let version = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
         if version != FORMAT_VERSION {
-            return Err(EmbedError::Stale(format!("format {version}, this binary reads {FORMAT_VERSION}")));
+            return Err(EmbedError::Stale(format!(
+                "format {version}, this binary reads {FORMAT_VERSION}"
+            )));
         }
         let meta_len = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
         let meta_crc = u32::from_le_bytes(header[16..20].try_into().expect("4 bytes"));
@@ -315,9 +326,12 @@ impl VectorIndex {
         let mut meta = Vec::new();
         (&mut input).take(meta_len as u64).read_to_end(&mut meta).map_err(io)?;
         if meta.len() != meta_len || crc32fast::hash(&meta) != meta_crc {
-            return Err(EmbedError::Corrupt("metadata is truncated or its checksum does not match".into()));
+            return Err(EmbedError::Corrupt(
+                "metadata is truncated or its checksum does not match".into(),
+            ));
         }
-        let meta: Meta = bincode::deserialize(&meta).map_err(|e| EmbedError::Corrupt(e.to_string()))?;
+        let meta: Meta =
+            bincode::deserialize(&meta).map_err(|e| EmbedError::Corrupt(e.to_string()))?;
         if meta.fingerprint != fingerprint {
             return Err(EmbedError::Stale(format!(
                 "vectors are from {}, the encoder is {fingerprint}",
@@ -338,10 +352,16 @@ impl VectorIndex {
                 .read_exact(&mut buf[..want])
                 .map_err(|_| EmbedError::Corrupt("vectors are truncated".into()))?;
             crc.update(&buf[..want]);
-            data.extend(buf[..want].chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))));
+            data.extend(
+                buf[..want]
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))),
+            );
         }
         let mut tail = [0u8; 4];
-        input.read_exact(&mut tail).map_err(|_| EmbedError::Corrupt("vectors are truncated".into()))?;
+        input
+            .read_exact(&mut tail)
+            .map_err(|_| EmbedError::Corrupt("vectors are truncated".into()))?;
         if u32::from_le_bytes(tail) != crc.finalize() {
             return Err(EmbedError::Corrupt("vector checksum does not match".into()));
         }

@@ -12,7 +12,11 @@ fn model_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.cache"));
     let dir = cache.join("models/all-MiniLM-L6-v2");
-    assert!(dir.join("model.safetensors").exists(), "{} is missing: run scripts/setup.sh", dir.display());
+    assert!(
+        dir.join("model.safetensors").exists(),
+        "{} is missing: run scripts/setup.sh",
+        dir.display()
+    );
     dir
 }
 

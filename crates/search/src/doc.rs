@@ -183,7 +183,10 @@ mod tests {
 
     #[test]
     fn attributes_become_words() {
-        assert_eq!(attributes_text(r#"{"mount": "L", "max_load": 5, "tags": ["a", "b"]}"#), "max load 5 mount L tags a b");
+        assert_eq!(
+            attributes_text(r#"{"mount": "L", "max_load": 5, "tags": ["a", "b"]}"#),
+            "max load 5 mount L tags a b"
+        );
         assert_eq!(attributes_text("not json"), "not json");
     }
 }

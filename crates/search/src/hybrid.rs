@@ -53,7 +53,13 @@ pub struct HybridOptions<'a> {
 
 impl Default for HybridOptions<'_> {
     fn default() -> Self {
-        HybridOptions { fusion: Fusion::default(), depth: 100, method: Method::Auto, user: None, rerank: None }
+        HybridOptions {
+            fusion: Fusion::default(),
+            depth: 100,
+            method: Method::Auto,
+            user: None,
+            rerank: None,
+        }
     }
 }
 
@@ -139,7 +145,11 @@ fn sort_hits(hits: &mut [Hit], sort: Sort) {
 
 /// Fuses two best-first candidate lists into one, best first. Ties are broken by the
 /// lexical list's order, then the semantic list's, so the result is deterministic.
-pub fn fuse(lexical: &[(ProductId, f32)], semantic: &[(ProductId, f32)], fusion: Fusion) -> Vec<(ProductId, f32)> {
+pub fn fuse(
+    lexical: &[(ProductId, f32)],
+    semantic: &[(ProductId, f32)],
+    fusion: Fusion,
+) -> Vec<(ProductId, f32)> {
     let mut scores: HashMap<ProductId, (f32, usize)> = HashMap::new();
     let mut order = 0usize;
     let mut add = |id: ProductId, score: f32| {
@@ -169,17 +179,18 @@ pub fn fuse(lexical: &[(ProductId, f32)], semantic: &[(ProductId, f32)], fusion:
         Fusion::LexicalOnly => lexical.iter().for_each(|&(id, s)| add(id, s)),
         Fusion::SemanticOnly => semantic.iter().for_each(|&(id, s)| add(id, s)),
     }
-    let mut out: Vec<(ProductId, f32, usize)> = scores.into_iter().map(|(id, (s, o))| (id, s, o)).collect();
+    let mut out: Vec<(ProductId, f32, usize)> =
+        scores.into_iter().map(|(id, (s, o))| (id, s, o)).collect();
     out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.2.cmp(&b.2)));
     out.into_iter().map(|(id, s, _)| (id, s)).collect()
 }
 
 /// Scores mapped onto [0, 1] by the list's own minimum and maximum (all 1 when equal).
 fn normalised(list: &[(ProductId, f32)]) -> Vec<(ProductId, f32)> {
-    let (lo, hi) = list.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &(_, s)| (lo.min(s), hi.max(s)));
-    list.iter()
-        .map(|&(id, s)| (id, if hi > lo { (s - lo) / (hi - lo) } else { 1.0 }))
-        .collect()
+    let (lo, hi) = list
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &(_, s)| (lo.min(s), hi.max(s)));
+    list.iter().map(|&(id, s)| (id, if hi > lo { (s - lo) / (hi - lo) } else { 1.0 })).collect()
 }
 
 #[cfg(test)]

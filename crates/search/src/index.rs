@@ -9,19 +9,19 @@ use std::sync::{Mutex, RwLock};
 use shopgraph_core::ProductId;
 use tantivy::collector::{Collector, Count, DocSetCollector, FacetCollector, FacetCounts, TopDocs};
 use tantivy::query::{
-    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, FuzzyTermQuery, Occur, PhraseQuery, Query,
-    RangeQuery, TermQuery, TermSetQuery,
+    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, DisjunctionMaxQuery, FuzzyTermQuery,
+    Occur, PhraseQuery, Query, RangeQuery, TermQuery, TermSetQuery,
 };
 use tantivy::schema::{Facet, IndexRecordOption, TantivyDocument, Value};
 use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, Searcher, Term};
 
+use crate::SearchError;
 use crate::doc::{Categories, ProductDoc};
 use crate::query::{ParsedQuery, parse};
 use crate::schema::{self, Fields, SCHEMA_VERSION, has_cjk, terms};
 use crate::summary::{PriceBand, Summary, SummaryCollector};
 use crate::synonyms::Synonyms;
-use crate::SearchError;
 
 /// Results a page may hold.
 pub const MAX_LIMIT: usize = 100;
@@ -35,11 +35,14 @@ const CATEGORY_BOOST: f32 = 1.5;
 const PUBLISHER_BOOST: f32 = 1.0;
 const DESCRIPTION_BOOST: f32 = 1.0;
 const ATTRIBUTE_BOOST: f32 = 1.0;
-const ZH_BOOST: f32 = 2.0;
+const ZH_TITLE_BOOST: f32 = TITLE_BOOST;
+const ZH_BODY_BOOST: f32 = DESCRIPTION_BOOST;
 /// A typo-tolerant match scores a constant, below most exact matches.
 const FUZZY_BOOST: f32 = 1.5;
 /// A synonym's match counts a little less than the word typed.
 const SYNONYM_BOOST: f32 = 0.8;
+/// Share of the other synonyms' scores added to the best one's.
+const SYNONYM_TIE_BREAKER: f32 = 0.1;
 /// Relevance adds this times ln(1 + popularity): among equally good matches, what
 /// shoppers pick comes first.
 const POPULARITY_WEIGHT: f32 = 0.1;
@@ -207,11 +210,11 @@ impl SearchIndex {
     /// another schema version is discarded and recreated empty ([`SearchIndex::mark`]
     /// is then `None`, telling the caller to rebuild).
     pub fn open(dir: &Path, synonyms: Synonyms) -> Result<SearchIndex, SearchError> {
-        std::fs::create_dir_all(dir).map_err(|e| SearchError::Io(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| SearchError::Io(format!("{}: {e}", dir.display())))?;
         let (schema, fields) = schema::build();
         let existing = Index::open_in_dir(dir).ok().filter(|index| {
-            index.schema() == schema
-                && payload(index).is_some_and(|p| p.schema == SCHEMA_VERSION)
+            index.schema() == schema && payload(index).is_some_and(|p| p.schema == SCHEMA_VERSION)
         });
         let index = match existing {
             Some(index) => index,
@@ -232,7 +235,11 @@ impl SearchIndex {
         SearchIndex::with_index(Index::create_in_ram(schema), fields, synonyms)
     }
 
-    fn with_index(index: Index, fields: Fields, synonyms: Synonyms) -> Result<SearchIndex, SearchError> {
+    fn with_index(
+        index: Index,
+        fields: Fields,
+        synonyms: Synonyms,
+    ) -> Result<SearchIndex, SearchError> {
         schema::register(index.tokenizers());
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
         Ok(SearchIndex {
@@ -293,8 +300,9 @@ impl SearchIndex {
 
     /// Makes every change since the last commit durable and visible, recording `mark`.
     pub fn commit(&self, mark: &str) -> Result<(), SearchError> {
-        let payload = serde_json::to_string(&Payload { schema: SCHEMA_VERSION, mark: mark.to_owned() })
-            .expect("a payload always serialises");
+        let payload =
+            serde_json::to_string(&Payload { schema: SCHEMA_VERSION, mark: mark.to_owned() })
+                .expect("a payload always serialises");
         self.with_writer(|writer, _| {
             let mut prepared = writer.prepare_commit()?;
             prepared.set_payload(&payload);
@@ -406,7 +414,8 @@ impl SearchIndex {
             clauses.push((Occur::Must, filter));
         }
         clauses.extend(self.exclusions(parsed));
-        let found: HashSet<DocAddress> = searcher.search(&BooleanQuery::new(clauses), &DocSetCollector)?;
+        let found: HashSet<DocAddress> =
+            searcher.search(&BooleanQuery::new(clauses), &DocSetCollector)?;
         found.into_iter().map(|a| Ok((self.id_of(searcher, a)?, a))).collect()
     }
 
@@ -414,7 +423,12 @@ impl SearchIndex {
         self.reader.searcher()
     }
 
-    pub(crate) fn hit(&self, searcher: &Searcher, address: DocAddress, score: f32) -> Result<Hit, SearchError> {
+    pub(crate) fn hit(
+        &self,
+        searcher: &Searcher,
+        address: DocAddress,
+        score: f32,
+    ) -> Result<Hit, SearchError> {
         let doc: TantivyDocument = searcher.doc(address)?;
         let f = &self.fields;
         let text = |field| doc.get_first(field).and_then(|v| v.as_str()).map(str::to_owned);
@@ -450,7 +464,8 @@ impl SearchIndex {
     /// BM25 plus the popularity prior.
     fn relevance(&self, top: TopDocs) -> impl Collector<Fruit = Vec<(f32, DocAddress)>> + use<> {
         top.tweak_score(move |segment: &tantivy::SegmentReader| {
-            let popularity = segment.fast_fields().u64("popularity").ok().map(|c| c.first_or_default_col(0));
+            let popularity =
+                segment.fast_fields().u64("popularity").ok().map(|c| c.first_or_default_col(0));
             move |doc, score: f32| {
                 let p = popularity.as_ref().map_or(0, |c| c.get_val(doc));
                 score + POPULARITY_WEIGHT * (1.0 + p as f32).ln()
@@ -460,7 +475,11 @@ impl SearchIndex {
 
     /// The text part (required) with the filters (required, scoring nothing) and the
     /// exclusions; everything when there is no text.
-    fn full_query(&self, parsed: &ParsedQuery, filters: &Filters) -> Result<Box<dyn Query>, SearchError> {
+    fn full_query(
+        &self,
+        parsed: &ParsedQuery,
+        filters: &Filters,
+    ) -> Result<Box<dyn Query>, SearchError> {
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         match self.text_query(parsed) {
             Some(text) => clauses.push((Occur::Must, text)),
@@ -497,28 +516,44 @@ impl SearchIndex {
             }
             for term in terms(&mut raw, word) {
                 let chars = term.chars().count();
-                if chars >= FUZZY_MIN_CHARS && fuzzy_budget > 0 && !term.chars().any(|c| c.is_ascii_digit()) {
+                if chars >= FUZZY_MIN_CHARS
+                    && fuzzy_budget > 0
+                    && !term.chars().any(|c| c.is_ascii_digit())
+                {
                     fuzzy_budget -= 1;
                     let edits = if chars >= FUZZY_TWO_EDITS { 2 } else { 1 };
-                    let fuzzy = FuzzyTermQuery::new(Term::from_field_text(f.fuzzy, &term), edits, true);
+                    let fuzzy =
+                        FuzzyTermQuery::new(Term::from_field_text(f.fuzzy, &term), edits, true);
                     alternatives.push(boosted(Box::new(fuzzy), FUZZY_BOOST));
                 }
             }
             if has_cjk(word) {
                 for term in terms(&mut zh, word) {
-                    alternatives.push(boosted(term_query(f.zh, &term), ZH_BOOST));
+                    alternatives.push(boosted(term_query(f.zh_title, &term), ZH_TITLE_BOOST));
+                    alternatives.push(boosted(term_query(f.zh_body, &term), ZH_BODY_BOOST));
                 }
             }
             if !alternatives.is_empty() {
                 should.push((Occur::Should, Box::new(BooleanQuery::union(alternatives))));
             }
         }
+        // Each matched entry brings its group's other entries as one clause scored by
+        // the best of them, so a word with many synonyms (or in several groups) counts
+        // about once, like the word itself.
         let words: Vec<&str> = parsed.positive_words().collect();
-        for (_, others) in self.synonyms.expand(&words) {
-            for other in others {
-                if let Some(q) = self.entry_query(&other, &mut en, &mut zh) {
-                    should.push((Occur::Should, boosted(q, SYNONYM_BOOST)));
-                }
+        let mut expansions: Vec<(String, Vec<Box<dyn Query>>)> = Vec::new();
+        for (matched, others) in self.synonyms.expand(&words) {
+            let queries =
+                others.iter().filter_map(|other| self.entry_query(other, &mut en, &mut zh));
+            match expansions.iter_mut().find(|(m, _)| *m == matched) {
+                Some((_, list)) => list.extend(queries),
+                None => expansions.push((matched, queries.collect())),
+            }
+        }
+        for (_, alternatives) in expansions {
+            if !alternatives.is_empty() {
+                let best = DisjunctionMaxQuery::with_tie_breaker(alternatives, SYNONYM_TIE_BREAKER);
+                should.push((Occur::Should, boosted(Box::new(best), SYNONYM_BOOST)));
             }
         }
         let mut must: Vec<(Occur, Box<dyn Query>)> = Vec::new();
@@ -543,7 +578,12 @@ impl SearchIndex {
     }
 
     /// A word or phrase anywhere in the text fields: one term, or the words in order.
-    fn entry_query(&self, text: &str, en: &mut TextAnalyzer, zh: &mut TextAnalyzer) -> Option<Box<dyn Query>> {
+    fn entry_query(
+        &self,
+        text: &str,
+        en: &mut TextAnalyzer,
+        zh: &mut TextAnalyzer,
+    ) -> Option<Box<dyn Query>> {
         let f = &self.fields;
         let mut alternatives: Vec<Box<dyn Query>> = Vec::new();
         let en_terms = terms(en, text);
@@ -558,17 +598,20 @@ impl SearchIndex {
         }
         if has_cjk(text) {
             let zh_terms = terms(zh, text);
-            match zh_terms.len() {
-                0 => {}
-                1 => alternatives.push(term_query(f.zh, &zh_terms[0])),
-                // Search-mode jieba emits overlapping words, which a phrase cannot follow:
-                // require every word instead.
-                _ => alternatives.push(Box::new(BooleanQuery::intersection(
-                    zh_terms.iter().map(|t| term_query(f.zh, t)).collect(),
-                ))),
+            for field in [f.zh_title, f.zh_body] {
+                match zh_terms.len() {
+                    0 => {}
+                    1 => alternatives.push(term_query(field, &zh_terms[0])),
+                    // Search-mode jieba emits overlapping words, which a phrase cannot
+                    // follow: require every word instead.
+                    _ => alternatives.push(Box::new(BooleanQuery::intersection(
+                        zh_terms.iter().map(|t| term_query(field, t)).collect(),
+                    ))),
+                }
             }
         }
-        (!alternatives.is_empty()).then(|| Box::new(BooleanQuery::union(alternatives)) as Box<dyn Query>)
+        (!alternatives.is_empty())
+            .then(|| Box::new(BooleanQuery::union(alternatives)) as Box<dyn Query>)
     }
 
     fn exclusions(&self, parsed: &ParsedQuery) -> Vec<(Occur, Box<dyn Query>)> {
@@ -584,7 +627,8 @@ impl SearchIndex {
             }
             if has_cjk(word) {
                 for term in terms(&mut zh, word) {
-                    out.push((Occur::MustNot, term_query(f.zh, &term)));
+                    out.push((Occur::MustNot, term_query(f.zh_title, &term)));
+                    out.push((Occur::MustNot, term_query(f.zh_body, &term)));
                 }
             }
         }
@@ -600,10 +644,15 @@ impl SearchIndex {
                 return Err(SearchError::BadFilter(format!("no category {key:?}")));
             }
             let facet = categories.facet(key);
-            out.push(Box::new(TermQuery::new(Term::from_facet(f.category, &facet), IndexRecordOption::Basic)));
+            out.push(Box::new(TermQuery::new(
+                Term::from_facet(f.category, &facet),
+                IndexRecordOption::Basic,
+            )));
         }
         let range = |field, lo: Option<i64>, hi: Option<i64>| -> Box<dyn Query> {
-            let bound = |v: Option<i64>| v.map_or(Bound::Unbounded, |v| Bound::Included(Term::from_field_i64(field, v)));
+            let bound = |v: Option<i64>| {
+                v.map_or(Bound::Unbounded, |v| Bound::Included(Term::from_field_i64(field, v)))
+            };
             Box::new(RangeQuery::new(bound(lo), bound(hi)))
         };
         if filters.price_min_cents.is_some() || filters.price_max_cents.is_some() {
@@ -613,7 +662,11 @@ impl SearchIndex {
             out.push(range(f.stock, Some(1), None));
         }
         if filters.year_min.is_some() || filters.year_max.is_some() {
-            out.push(range(f.year, filters.year_min.map(i64::from), filters.year_max.map(i64::from)));
+            out.push(range(
+                f.year,
+                filters.year_min.map(i64::from),
+                filters.year_max.map(i64::from),
+            ));
         }
         Ok(out)
     }
@@ -632,7 +685,12 @@ impl SearchIndex {
         }
     }
 
-    fn facets(&self, filters: &Filters, counts: Option<FacetCounts>, summary: Option<Summary>) -> Option<Facets> {
+    fn facets(
+        &self,
+        filters: &Filters,
+        counts: Option<FacetCounts>,
+        summary: Option<Summary>,
+    ) -> Option<Facets> {
         let (counts, summary) = (counts?, summary?);
         let categories = self.categories.read().expect("categories lock");
         let parent = self.facet_parent(filters);
@@ -645,7 +703,11 @@ impl SearchIndex {
             })
             .collect();
         by_category.sort_by(|a, b| b.count.cmp(&a.count).then(a.name.cmp(&b.name)));
-        Some(Facets { categories: by_category, price_bands: summary.price_bands, in_stock: summary.in_stock })
+        Some(Facets {
+            categories: by_category,
+            price_bands: summary.price_bands,
+            in_stock: summary.in_stock,
+        })
     }
 }
 
@@ -675,7 +737,12 @@ fn collect<K>(
 }
 
 fn zero_scores<K>(
-    (top, total, facets, summary): (Vec<(K, DocAddress)>, usize, Option<FacetCounts>, Option<Summary>),
+    (top, total, facets, summary): (
+        Vec<(K, DocAddress)>,
+        usize,
+        Option<FacetCounts>,
+        Option<Summary>,
+    ),
 ) -> Collected {
     (top.into_iter().map(|(_, a)| (0.0, a)).collect(), total, facets, summary)
 }
@@ -686,36 +753,29 @@ fn to_document(f: &Fields, categories: &Categories, doc: &ProductDoc) -> Tantivy
     d.add_text(f.sku, &doc.sku);
     d.add_text(f.title, &doc.title);
     d.add_text(f.fuzzy, &doc.title);
-    let mut zh = doc.title.clone();
+    d.add_text(f.zh_title, &doc.title);
     if let Some(maker) = &doc.maker {
         d.add_text(f.maker, maker);
         d.add_text(f.fuzzy, maker);
-        zh.push(' ');
-        zh.push_str(maker);
+        d.add_text(f.zh_title, maker);
     }
     if let Some(publisher) = &doc.publisher {
         d.add_text(f.publisher, publisher);
     }
     for name in &doc.category_names {
         d.add_text(f.categories, name);
-        zh.push(' ');
-        zh.push_str(name);
+        d.add_text(f.zh_body, name);
     }
     for key in &doc.categories {
         d.add_facet(f.category, categories.facet(key));
     }
     if let Some(description) = &doc.description {
         d.add_text(f.description, description);
-        zh.push(' ');
-        zh.push_str(description);
+        d.add_text(f.zh_body, description);
     }
     if let Some(attributes) = &doc.attributes {
         d.add_text(f.attributes, attributes);
-        zh.push(' ');
-        zh.push_str(attributes);
-    }
-    if has_cjk(&zh) {
-        d.add_text(f.zh, &zh);
+        d.add_text(f.zh_body, attributes);
     }
     d.add_i64(f.price, doc.price_cents);
     d.add_i64(f.stock, doc.stock);

@@ -9,6 +9,7 @@
 //!   error, never a crash.
 
 mod doc;
+pub mod eval;
 pub mod hybrid;
 mod index;
 pub mod query;
@@ -19,7 +20,8 @@ mod synonyms;
 pub use doc::{Categories, ProductDoc, attributes_text};
 pub use hybrid::{Fusion, HybridOptions, Rerank};
 pub use index::{
-    CategoryCount, Facets, Filters, Hit, MAX_DEPTH, MAX_LIMIT, SearchIndex, SearchRequest, SearchResults, Sort,
+    CategoryCount, Facets, Filters, Hit, MAX_DEPTH, MAX_LIMIT, SearchIndex, SearchRequest,
+    SearchResults, Sort,
 };
 pub use schema::SCHEMA_VERSION;
 pub use summary::PriceBand;

@@ -4,15 +4,18 @@
 //! English stemming), so "Lenses" finds "lens". Two extra fields serve the other needs:
 //! `fuzzy` holds the title and maker words unstemmed, for typo-tolerant matching (a
 //! typo in a stemmed word is not a typo of its stem), and `zh` holds all the text cut
-//! by jieba, so a Chinese query finds Chinese words inside unspaced text.
+//! by jieba, so a Chinese query finds Chinese words inside unspaced text: `zh_title`
+//! (title and maker) and `zh_body` (categories, description, attributes). Every
+//! product gets both, whatever its language, so BM25's length statistics for them are
+//! those of the whole catalog, not of its few Chinese products.
 
 use tantivy::schema::{
-    FAST, FacetOptions, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
-    TextOptions,
+    FAST, FacetOptions, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema,
+    TextFieldIndexing, TextOptions,
 };
 use tantivy::tokenizer::{
-    AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, TextAnalyzer,
-    TokenizerManager,
+    AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer,
+    TextAnalyzer, TokenizerManager,
 };
 
 pub(crate) const EN: &str = "shop_en";
@@ -33,7 +36,8 @@ pub(crate) struct Fields {
     pub(crate) description: Field,
     pub(crate) attributes: Field,
     pub(crate) fuzzy: Field,
-    pub(crate) zh: Field,
+    pub(crate) zh_title: Field,
+    pub(crate) zh_body: Field,
     pub(crate) category: Field,
     pub(crate) price: Field,
     pub(crate) stock: Field,
@@ -61,7 +65,8 @@ pub(crate) fn build() -> (Schema, Fields) {
         description: b.add_text_field("description", text(EN, false)),
         attributes: b.add_text_field("attributes", text(EN, false)),
         fuzzy: b.add_text_field("fuzzy", text(RAW, false)),
-        zh: b.add_text_field("zh", text(ZH, false)),
+        zh_title: b.add_text_field("zh_title", text(ZH, false)),
+        zh_body: b.add_text_field("zh_body", text(ZH, false)),
         category: b.add_facet_field("category", FacetOptions::default()),
         price: b.add_i64_field("price_cents", INDEXED | FAST | STORED),
         stock: b.add_i64_field("stock", INDEXED | FAST | STORED),

@@ -52,7 +52,11 @@ impl Collector for SummaryCollector {
     type Fruit = Summary;
     type Child = SegmentSummary;
 
-    fn for_segment(&self, _: SegmentOrdinal, segment: &SegmentReader) -> tantivy::Result<SegmentSummary> {
+    fn for_segment(
+        &self,
+        _: SegmentOrdinal,
+        segment: &SegmentReader,
+    ) -> tantivy::Result<SegmentSummary> {
         let fast = segment.fast_fields();
         Ok(SegmentSummary {
             price: fast.i64("price_cents").ok(),

@@ -8,7 +8,7 @@
 //! append therefore takes one transaction-scoped advisory lock, which serialises
 //! appends (batched appends keep that cheap) and makes commit order equal seq order.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use shopgraph_core::event::{Event, EventKind, NewEvent};
 use shopgraph_core::{ProductId, Timestamp, UserId};
@@ -280,6 +280,71 @@ impl Store {
             .await?;
             Ok(())
         })
+    }
+
+    /// The highest sequence number appended so far (0 for none).
+    pub async fn last_event_seq(&self) -> Result<i64> {
+        on_pool!(self, |pool| Ok(sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM events")
+            .fetch_one(pool)
+            .await?))
+    }
+
+    /// Products named by events with `seq > after`, each once: what a consumer that
+    /// keeps per-product counts must recount.
+    pub async fn products_with_events_after(&self, after: i64) -> Result<Vec<ProductId>> {
+        on_pool!(self, |pool| {
+            let ids: Vec<i64> = sqlx::query_scalar(
+                "SELECT DISTINCT product_id FROM events WHERE seq > $1 AND product_id IS NOT NULL \
+                 ORDER BY product_id",
+            )
+            .bind(after)
+            .fetch_all(pool)
+            .await?;
+            Ok(ids.into_iter().map(ProductId).collect())
+        })
+    }
+
+    /// How many times shoppers interacted with each product (viewed, clicked, carted,
+    /// bought, rated or reviewed it): the popularity that search sorts and breaks ties
+    /// by. For the given products, or for every product with any interaction.
+    pub async fn product_popularity(
+        &self,
+        products: Option<&[ProductId]>,
+    ) -> Result<HashMap<ProductId, i64>> {
+        const INTERACTIONS: &str =
+            "kind IN ('view', 'click', 'add_to_cart', 'purchase', 'rating', 'review')";
+        let mut out = HashMap::new();
+        let Some(products) = products else {
+            on_pool!(self, |pool| {
+                let rows = sqlx::query(&format!(
+                    "SELECT product_id, COUNT(*) AS n FROM events \
+                     WHERE product_id IS NOT NULL AND {INTERACTIONS} GROUP BY product_id"
+                ))
+                .fetch_all(pool)
+                .await?;
+                for row in rows {
+                    out.insert(ProductId(row.try_get("product_id")?), row.try_get("n")?);
+                }
+            });
+            return Ok(out);
+        };
+        for chunk in products.chunks(BATCH_ROWS) {
+            let sql = format!(
+                "SELECT product_id, COUNT(*) AS n FROM events \
+                 WHERE product_id IN ({}) AND {INTERACTIONS} GROUP BY product_id",
+                in_list(self.backend(), 1, chunk.len())
+            );
+            on_pool!(self, |pool| {
+                let mut q = sqlx::query(&sql);
+                for id in chunk {
+                    q = q.bind(id.0);
+                }
+                for row in q.fetch_all(pool).await? {
+                    out.insert(ProductId(row.try_get("product_id")?), row.try_get("n")?);
+                }
+            });
+        }
+        Ok(out)
     }
 
     pub async fn count_events(&self) -> Result<i64> {

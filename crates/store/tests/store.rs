@@ -324,6 +324,18 @@ async fn events_read_by_user_product_window_and_cursor(store: &Store) {
     store.save_cursor("graph", page.last().unwrap().seq).await.unwrap();
     let resumed = store.events_after(store.cursor("graph").await.unwrap(), 10).await.unwrap();
     assert_eq!(keys(resumed), ["d"]);
+
+    // Popularity counts interactions only (the search event names no product), for
+    // every product or for some; and what changed after a sequence number.
+    let all = store.product_popularity(None).await.unwrap();
+    assert_eq!((all[&p[0]], all[&p[1]]), (2, 1));
+    let some = store.product_popularity(Some(&[p[1]])).await.unwrap();
+    assert_eq!(some.len(), 1);
+    assert_eq!(some[&p[1]], 1);
+    let last = store.last_event_seq().await.unwrap();
+    assert_eq!(last, page.last().unwrap().seq + 1);
+    assert_eq!(store.products_with_events_after(page[0].seq).await.unwrap(), [p[0], p[1]]);
+    assert!(store.products_with_events_after(last).await.unwrap().is_empty());
 }
 
 async fn bad_events_are_refused_and_leave_nothing(store: &Store) {
