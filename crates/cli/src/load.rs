@@ -213,7 +213,7 @@ fn unique_missing<'a, V>(
     missing
 }
 
-fn progress(total: usize, message: &'static str) -> ProgressBar {
+pub(crate) fn progress(total: usize, message: &'static str) -> ProgressBar {
     let bar = ProgressBar::new(total as u64).with_message(message);
     bar.set_style(
         ProgressStyle::with_template(

@@ -8,6 +8,7 @@ mod bench;
 mod events;
 mod graph;
 mod load;
+mod search;
 
 use std::path::{Path, PathBuf};
 
@@ -91,6 +92,8 @@ enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Search the catalog: words and meaning, with filters, facets and sorting.
+    Search(search::SearchArgs),
     /// Benchmarks that produce the figures in the README.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -141,6 +144,7 @@ async fn main() -> anyhow::Result<()> {
                 c.kg_triples
             ));
         }
+        Command::Search(args) => search::run(args).await?,
         Command::Bench(command) => bench::run(command).await?,
     }
     Ok(())

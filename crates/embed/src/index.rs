@@ -123,6 +123,11 @@ impl VectorIndex {
         self.row_of.contains_key(&id)
     }
 
+    /// The products with a vector, in no particular order.
+    pub fn ids(&self) -> impl Iterator<Item = ProductId> + '_ {
+        self.row_of.keys().copied()
+    }
+
     /// True when `id` has no vector, or one encoded from a different text.
     pub fn is_stale(&self, id: ProductId, text_hash: u64) -> bool {
         match self.row_of.get(&id) {

@@ -47,6 +47,9 @@ pub struct HybridOptions<'a> {
     /// Candidates taken from each side (at least the requested page's depth).
     pub depth: usize,
     pub method: Method,
+    /// Vector candidates less similar than this (cosine) are not proposed: below it,
+    /// "nearest" no longer means "related".
+    pub min_similarity: f32,
     pub user: Option<UserId>,
     pub rerank: Option<&'a dyn Rerank>,
 }
@@ -57,11 +60,18 @@ impl Default for HybridOptions<'_> {
             fusion: Fusion::default(),
             depth: 100,
             method: Method::Auto,
+            min_similarity: DEFAULT_MIN_SIMILARITY,
             user: None,
             rerank: None,
         }
     }
 }
+
+/// For all-MiniLM-L6-v2 most unrelated product texts score below 0.15 against a
+/// query. On the judged queries, floors from 0 to 0.15 rank identically (nDCG@10
+/// 0.951) and 0.2 already loses relevant products (0.941): 0.15 drops the unrelated
+/// tail and nothing else.
+pub const DEFAULT_MIN_SIMILARITY: f32 = 0.15;
 
 /// Cap on candidates per side, whatever the page asks.
 pub const MAX_DEPTH: usize = 1000;
@@ -91,7 +101,8 @@ pub fn search(
     let text: Vec<&str> = parsed.positive_words().collect();
     let query_vector = encoder.encode(&[&text.join(" ")])?;
     // Over-fetch: some vector candidates will fail the filters.
-    let semantic = vectors.search(&query_vector, depth * 2, options.method, &|_| true)?;
+    let mut semantic = vectors.search(&query_vector, depth * 2, options.method, &|_| true)?;
+    semantic.retain(|&(_, similarity)| similarity >= options.min_similarity);
     let semantic_ids: Vec<ProductId> = semantic.iter().map(|(id, _)| *id).collect();
     let admitted = index.admit(&searcher, &parsed, &request.filters, &semantic_ids)?;
     let semantic: Vec<(ProductId, f32)> =

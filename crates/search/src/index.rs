@@ -298,6 +298,14 @@ impl SearchIndex {
         })
     }
 
+    /// Removes every product. Visible after [`SearchIndex::commit`].
+    pub fn clear(&self) -> Result<(), SearchError> {
+        self.with_writer(|writer, _| {
+            writer.delete_all_documents()?;
+            Ok(())
+        })
+    }
+
     /// Makes every change since the last commit durable and visible, recording `mark`.
     pub fn commit(&self, mark: &str) -> Result<(), SearchError> {
         let payload =
@@ -507,7 +515,11 @@ impl SearchIndex {
         ];
         let mut should: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         let mut fuzzy_budget = FUZZY_MAX_WORDS;
-        for word in &parsed.words {
+        // "gift for a kid": "for" and "a" match half the catalog and rank nothing.
+        // Dropped unless the query has nothing else ("the who" still searches).
+        let content: Vec<&String> = parsed.words.iter().filter(|w| !is_stopword(w)).collect();
+        let words = if content.is_empty() { parsed.words.iter().collect() } else { content };
+        for word in words {
             let mut alternatives: Vec<Box<dyn Query>> = Vec::new();
             for term in terms(&mut en, word) {
                 for (field, boost) in weighted {
@@ -709,6 +721,66 @@ impl SearchIndex {
             in_stock: summary.in_stock,
         })
     }
+}
+
+/// English words too common to rank by. Phrases keep them ("lord of the rings").
+fn is_stopword(word: &str) -> bool {
+    const STOPWORDS: &[&str] = &[
+        "a",
+        "about",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "but",
+        "by",
+        "for",
+        "from",
+        "has",
+        "have",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "me",
+        "my",
+        "of",
+        "on",
+        "or",
+        "our",
+        "so",
+        "some",
+        "something",
+        "that",
+        "the",
+        "their",
+        "them",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "to",
+        "was",
+        "we",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "will",
+        "with",
+        "without",
+        "you",
+        "your",
+    ];
+    STOPWORDS.contains(&word.to_lowercase().as_str())
 }
 
 fn payload(index: &Index) -> Option<Payload> {

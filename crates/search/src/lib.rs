@@ -18,7 +18,7 @@ mod summary;
 mod synonyms;
 
 pub use doc::{Categories, ProductDoc, attributes_text};
-pub use hybrid::{Fusion, HybridOptions, Rerank};
+pub use hybrid::{DEFAULT_MIN_SIMILARITY, Fusion, HybridOptions, Rerank};
 pub use index::{
     CategoryCount, Facets, Filters, Hit, MAX_DEPTH, MAX_LIMIT, SearchIndex, SearchRequest,
     SearchResults, Sort,
