@@ -7,4 +7,5 @@ mod support;
 
 mod events;
 mod graph;
+mod search;
 mod import;
