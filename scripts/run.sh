@@ -2,7 +2,8 @@
 # The main job (README): fetches the data and models, builds shopgraph, loads the
 # Book-Crossing bookstore into the embedded SQLite store (once; later runs find it
 # there), builds its knowledge graph (a snapshot beside the store, kept current), and
-# shows what the store holds and what the graph can say.
+# shows what the store holds, what the graph can say, and search: words over the
+# bookstore, words and meaning together over the judged demo shop in graph_data/.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
@@ -30,3 +31,17 @@ echo "--- books like The Hobbit, and why:"
 shopgraph graph similar 9780345339683 --k 5 "${graph[@]}"
 echo "--- why The Hobbit for reader bx:78553:"
 shopgraph graph explain bx:78553 9780345339683 --k 2 "${graph[@]}"
+echo "--- search the bookstore (words; typos forgiven):"
+search=(--db "$db" --index-dir "$cache/search-bookstore" --model-dir "$cache/models/all-MiniLM-L6-v2")
+shopgraph search "tolkein hobit" --mode bm25 --per-page 5 "${search[@]}"
+shopgraph search "harry potter" --mode bm25 --sort popularity --per-page 3 --facets "${search[@]}"
+# The demo shop: 88 products, English and Chinese. Hybrid search embeds them once.
+shop="sqlite:$cache/demo-shop.db"
+shopgraph import graph_data/search/catalog --db "$shop" >/dev/null
+demo=(--db "$shop" --index-dir "$cache/search-demo-shop" --model-dir "$cache/models/all-MiniLM-L6-v2")
+echo "--- search the demo shop (words and meaning):"
+shopgraph search "something to keep my coffee hot on the way to work" --per-page 3 "${demo[@]}"
+shopgraph search "降噪耳机" --per-page 3 "${demo[@]}"
+shopgraph search "running shoes" --in-stock --max-price 140 --facets --per-page 3 "${demo[@]}"
+echo "--- (hybrid search over the whole bookstore embeds its 271k books once, about 25 minutes here:"
+echo "---  shopgraph search \"a boy wizard at boarding school\" --db $db)"

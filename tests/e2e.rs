@@ -7,5 +7,5 @@ mod support;
 
 mod events;
 mod graph;
-mod search;
 mod import;
+mod search;

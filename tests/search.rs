@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use crate::support::{TestDb, graph_data, repo_root, run_ok, shopgraph};
 
 fn model_dir() -> String {
-    let cache = std::env::var_os("SHOPGRAPH_CACHE").map(PathBuf::from).unwrap_or_else(|| repo_root().join(".cache"));
+    let cache = std::env::var_os("SHOPGRAPH_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".cache"));
     cache.join("models/all-MiniLM-L6-v2").display().to_string()
 }
 
@@ -18,10 +20,21 @@ fn search(args: &[&str], db: &TestDb, index_dir: &str) -> (bool, String, String)
         .arg("search")
         .args(args)
         .args(db.args())
-        .args(["--index-dir", index_dir, "--model-dir", &model_dir(), "--synonyms", &graph_data("synonyms.txt")])
+        .args([
+            "--index-dir",
+            index_dir,
+            "--model-dir",
+            &model_dir(),
+            "--synonyms",
+            &graph_data("synonyms.txt"),
+        ])
         .output()
         .unwrap();
-    (out.status.success(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
 }
 
 /// The first result line's title.
@@ -41,21 +54,35 @@ fn search_follows_the_store_and_ranks_words_and_meaning() {
         let (ok, out, err) = search(&["tolkein", "--mode", "bm25"], &db, &index);
         assert!(ok, "{name}: {err}");
         assert!(err.contains("building the search index: no search index yet"), "{name}: {err}");
-        assert!(first(&out).contains("The Hobbit") || first(&out).contains("The Lord of the Rings"), "{name}: {out}");
+        assert!(
+            first(&out).contains("The Hobbit") || first(&out).contains("The Lord of the Rings"),
+            "{name}: {out}"
+        );
 
         // Meaning: vectors are made once, then reused.
-        let (ok, out, err) = search(&["a boy who learns magic at a school for wizards"], &db, &index);
+        let (ok, out, err) =
+            search(&["a boy who learns magic at a school for wizards"], &db, &index);
         assert!(ok && err.contains("encoded=88"), "{name}: {err}");
         let top3: Vec<&str> = out.lines().skip(1).take(3).collect();
-        assert!(top3.iter().any(|l| l.contains("Harry Potter") || l.contains("Earthsea")), "{name}: {out}");
+        assert!(
+            top3.iter().any(|l| l.contains("Harry Potter") || l.contains("Earthsea")),
+            "{name}: {out}"
+        );
         assert!(fs::metadata(dir.path().join("search/vectors.bin")).unwrap().len() > 88 * 384 * 4);
         let (_, _, err) = search(&["wizard"], &db, &index);
-        assert!(!err.contains("building") && !err.contains("encoded="), "{name}: nothing to redo: {err}");
+        assert!(
+            !err.contains("building") && !err.contains("encoded="),
+            "{name}: nothing to redo: {err}"
+        );
 
         // A product changes and shoppers look at another: applied in place, one vector
         // re-encoded.
         let change = tempfile::tempdir().unwrap();
-        fs::copy(graph_data("search/catalog/categories.jsonl"), change.path().join("categories.jsonl")).unwrap();
+        fs::copy(
+            graph_data("search/catalog/categories.jsonl"),
+            change.path().join("categories.jsonl"),
+        )
+        .unwrap();
         fs::write(
             change.path().join("products.jsonl"),
             r#"{"sku": "BK-DUNE", "title": "Dune, deluxe illustrated edition", "author": "Frank Herbert", "year": 2015, "price": 45.00, "stock": 3, "categories": ["books/scifi"]}
@@ -69,15 +96,31 @@ fn search_follows_the_store_and_ranks_words_and_meaning() {
         fs::write(change.path().join("events.jsonl"), views).unwrap();
         run_ok(&["import", &change.path().display().to_string()], &db);
         let (ok, out, err) = search(&["deluxe"], &db, &index);
-        assert!(ok && err.contains("up to date in place") && !err.contains("building"), "{name}: {err}");
+        assert!(
+            ok && err.contains("up to date in place") && !err.contains("building"),
+            "{name}: {err}"
+        );
         assert!(err.contains("encoded=1 "), "{name}: only Dune's text changed: {err}");
-        assert!(first(&out).contains("Dune, deluxe illustrated edition") && first(&out).contains("45.00"), "{name}: {out}");
-        let (_, out, _) = search(&["coffee", "--sort", "popularity", "--mode", "bm25"], &db, &index);
+        assert!(
+            first(&out).contains("Dune, deluxe illustrated edition")
+                && first(&out).contains("45.00"),
+            "{name}: {out}"
+        );
+        let (_, out, _) =
+            search(&["coffee", "--sort", "popularity", "--mode", "bm25"], &db, &index);
         assert!(first(&out).contains("Moka Express"), "{name}: popularity follows events: {out}");
 
         // Filters and facets from the command line.
         let (ok, out, _) = search(
-            &["headphones", "--category", "electronics", "--max-price", "200", "--in-stock", "--facets"],
+            &[
+                "headphones",
+                "--category",
+                "electronics",
+                "--max-price",
+                "200",
+                "--in-stock",
+                "--facets",
+            ],
             &db,
             &index,
         );
@@ -115,7 +158,9 @@ fn bad_search_input_gets_a_clear_error_or_a_sane_reading() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
     // Operators and unbalanced quotes are read, not refused.
-    for text in [r#""tolkien"#, "tolkien AND (hobbit OR", "title:hobbit^2 ~tolkien*", "-", "\u{7}tea\u{1b}"] {
+    for text in
+        [r#""tolkien"#, "tolkien AND (hobbit OR", "title:hobbit^2 ~tolkien*", "-", "\u{7}tea\u{1b}"]
+    {
         let (ok, out, err) = search(&[text, "--mode", "bm25"], &db, &index);
         assert!(ok || err.contains("type a word"), "{text:?}: {err}");
         assert!(!err.contains("panicked"), "{text:?}: {err}");

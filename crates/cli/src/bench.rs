@@ -50,6 +50,22 @@ pub(crate) enum BenchCommand {
         #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..))]
         samples: u32,
     },
+    /// Search: index build, encoder throughput against sentence-transformers, HNSW
+    /// recall, and BM25 and hybrid query latency, on the whole catalog.
+    Search {
+        #[command(flatten)]
+        index: crate::search::IndexArgs,
+        /// Queries timed (the judged ones, then queries cut from titles).
+        #[arg(long, default_value_t = 500)]
+        queries: usize,
+        /// Catalog texts for the encoder throughput (a quarter of them at batch 1).
+        #[arg(long, default_value_t = 2_000)]
+        encoder_texts: usize,
+        /// A Python with sentence-transformers, to run the peer encoder on the same
+        /// texts (`scripts/bench-search.sh` makes one in a throwaway venv).
+        #[arg(long)]
+        peer_python: Option<PathBuf>,
+    },
     /// Import throughput (rows/s) and peak memory for a whole source, into a new
     /// SQLite file.
     Import {
@@ -129,6 +145,10 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
             report(&text);
         }
         BenchCommand::Graph { db, samples } => bench_graph(&db, samples as usize).await?,
+        BenchCommand::Search { index, queries, encoder_texts, peer_python } => {
+            let options = crate::bench_search::Options { queries, encoder_texts, peer_python };
+            crate::bench_search::run(&index, &options).await?;
+        }
         BenchCommand::Import { source, data_dir } => {
             let dir = source_dir(&source, &data_dir);
             let started = Instant::now();
@@ -375,26 +395,26 @@ fn memory(field: &str) -> Option<u64> {
         .ok()
 }
 
-fn p50_p99(mut samples: Vec<Duration>) -> (Duration, Duration) {
+pub(crate) fn p50_p99(mut samples: Vec<Duration>) -> (Duration, Duration) {
     samples.sort_unstable();
     let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
     (at(0.50), at(0.99))
 }
 
-fn ms(d: Duration) -> String {
+pub(crate) fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1e3)
 }
 
 /// The process's peak resident memory, from the kernel's own accounting.
-fn peak_memory() -> Option<String> {
+pub(crate) fn peak_memory() -> Option<String> {
     Some(format!("{:.0} MiB", memory("VmHWM")? as f64 / 1024.0))
 }
 
 /// A small deterministic generator: the same run every time, no dependency.
-struct Lcg(u64);
+pub(crate) struct Lcg(pub(crate) u64);
 
 impl Lcg {
-    fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         self.0 =
             self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
         ((self.0 >> 33) % n as u64) as usize

@@ -5,6 +5,7 @@
 //! the compiled-in defaults below; nothing else reads the environment.
 
 mod bench;
+mod bench_search;
 mod events;
 mod graph;
 mod load;
@@ -99,8 +100,43 @@ enum Command {
     Bench(bench::BenchCommand),
 }
 
+/// OpenBLAS (the encoder's matrix products) picks its kernels by CPU model, and the
+/// 0.3.21 of Debian 12 does not know this machine's (family 6, model 207): it falls
+/// back to its SSE3 kernels, three times slower. The CPU's features tell which kernels
+/// it can run; when the environment does not already name them, the process replaces
+/// itself (same pid, same arguments) with `OPENBLAS_CORETYPE` set, which OpenBLAS reads
+/// when it loads, before `main` could set anything.
+fn choose_blas_kernels() {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::os::unix::process::CommandExt;
+        if std::env::var_os("OPENBLAS_CORETYPE").is_some() {
+            return;
+        }
+        use std::arch::is_x86_feature_detected as has;
+        let avx512 = has!("avx512f") && has!("avx512vl") && has!("avx512bw") && has!("avx512dq");
+        let coretype = if avx512 && has!("avx512bf16") {
+            "Cooperlake"
+        } else if avx512 {
+            "SkylakeX"
+        } else if has!("avx2") && has!("fma") {
+            "Haswell"
+        } else {
+            return;
+        };
+        let Ok(exe) = std::env::current_exe() else { return };
+        let error = std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .env("OPENBLAS_CORETYPE", coretype)
+            .exec();
+        // Only reached when the exec failed: carry on with OpenBLAS's own choice.
+        tracing::warn!("could not restart with OPENBLAS_CORETYPE={coretype}: {error}");
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    choose_blas_kernels();
     tracing_subscriber::registry()
         .with(EnvFilter::try_from_default_env().unwrap_or_else(|_| "shopgraph=info,warn".into()))
         .with(

@@ -30,7 +30,10 @@ use crate::{DbArgs, report};
 /// Products read from the store at a time.
 const PAGE: u32 = 10_000;
 /// Texts encoded a batch when embedding the catalog.
-const ENCODE_BATCH: usize = 64;
+const ENCODE_BATCH: usize = 32;
+/// Products encoded between progress reports (and, at most every minute, saves).
+const ENCODE_CHUNK: usize = 8_192;
+const SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 /// Past this many products touched by new events, rebuilding beats fetching each.
 const MAX_TOUCHED: usize = 5_000;
 
@@ -215,7 +218,7 @@ impl IndexArgs {
     }
 }
 
-fn search_err(e: shopgraph_search::SearchError) -> anyhow::Error {
+pub(crate) fn search_err(e: shopgraph_search::SearchError) -> anyhow::Error {
     anyhow::anyhow!("search index: {e}")
 }
 
@@ -289,7 +292,7 @@ async fn sync_text(store: &Store, index: &SearchIndex, identity: &str) -> anyhow
 }
 
 /// Rewrites the whole index from the store's visible products.
-async fn rebuild_text(
+pub(crate) async fn rebuild_text(
     store: &Store,
     index: &SearchIndex,
     categories: &Categories,
@@ -358,17 +361,26 @@ async fn sync_vectors(
     if stale.is_empty() && gone.is_empty() {
         return Ok(vectors);
     }
-    if !stale.is_empty() {
-        let texts: Vec<&str> = stale.iter().map(|(_, t)| t.as_str()).collect();
-        let bar = progress(texts.len(), "embedding products");
-        let data = encoder.encode_all(&texts, ENCODE_BATCH, |n| bar.inc(n as u64))?;
-        bar.finish_and_clear();
+    // In chunks, saved as they go: an interrupted first run resumes where it stopped
+    // (the hashes tell what is done), and logs show progress where no bar is drawn.
+    let bar = progress(stale.len(), "embedding products");
+    let mut last_save = std::time::Instant::now();
+    for (n, chunk) in stale.chunks(ENCODE_CHUNK).enumerate() {
+        let texts: Vec<&str> = chunk.iter().map(|(_, t)| t.as_str()).collect();
+        let data = encoder.encode_all(&texts, ENCODE_BATCH, |k| bar.inc(k as u64))?;
         let items: Vec<(ProductId, u64)> =
-            stale.iter().map(|(id, t)| (*id, text_hash(t))).collect();
-        let bar = progress(items.len(), "linking vectors");
-        vectors.extend(&items, &data, |n| bar.inc(n as u64))?;
-        bar.finish_and_clear();
+            chunk.iter().map(|(id, t)| (*id, text_hash(t))).collect();
+        vectors.extend(&items, &data, |_| {})?;
+        if last_save.elapsed() > SAVE_EVERY {
+            vectors.save(path)?;
+            last_save = std::time::Instant::now();
+        }
+        let done = (n * ENCODE_CHUNK + chunk.len()).min(stale.len());
+        if stale.len() > ENCODE_CHUNK {
+            tracing::info!("embedded {done} of {} products", stale.len());
+        }
     }
+    bar.finish_and_clear();
     vectors.save(path)?;
     tracing::info!(encoded = stale.len(), removed = gone.len(), "vectors up to date");
     Ok(vectors)

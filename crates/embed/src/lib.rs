@@ -1,13 +1,16 @@
 //! Sentence vectors for products and queries.
 //!
-//! - [`Encoder`]: all-MiniLM-L6-v2 on candle, batched, mean-pooled and L2-normalised as
-//!   sentence-transformers does, checked against an independent forward pass.
+//! - [`Encoder`]: all-MiniLM-L6-v2 (weights read with candle, products on OpenBLAS),
+//!   batched, mean-pooled and L2-normalised as sentence-transformers does, checked
+//!   against an independent forward pass.
 //! - [`VectorIndex`]: one vector per product, persisted to a file, searched exactly
 //!   ([`exact::top_k`], SIMD dot products) or through an HNSW graph ([`hnsw`]).
 //!
 //! Nothing here knows about SQL or HTTP; the caller decides what text stands for a
 //! product and when to save.
 
+mod bert;
+mod blas;
 mod encoder;
 pub mod exact;
 pub mod hnsw;
