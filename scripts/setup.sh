@@ -26,6 +26,12 @@ if ! need python3 || ! python3 -m pip --version >/dev/null 2>&1; then
     apt-get update -qq && apt-get install -y -qq python3 python3-pip >/dev/null
 fi
 
+# The sentence encoder's matrix products link against OpenBLAS (crates/embed/src/blas.rs).
+if ! ldconfig -p 2>/dev/null | grep -q 'libopenblas\.so '; then
+    echo "setup: installing OpenBLAS (libopenblas-dev) with apt-get" >&2
+    apt-get update -qq && apt-get install -y -qq libopenblas-dev >/dev/null
+fi
+
 requirements="$repo/scripts/requirements-assets.txt"
 stamp="$cache/.assets-$(sha256sum "$requirements" | cut -c1-16)"
 if [ ! -f "$stamp" ]; then

@@ -106,7 +106,7 @@ pub(crate) async fn run(args: &IndexArgs, options: &Options) -> anyhow::Result<(
         let (_, text) = &texts[rng.below(texts.len())];
         let words: Vec<&str> = text.split_whitespace().take(1 + rng.below(3)).collect();
         let mut query = words.join(" ");
-        if queries.len() % 3 == 0 {
+        if queries.len().is_multiple_of(3) {
             query = typo(&query, &mut rng);
         }
         if !query.trim().is_empty() {

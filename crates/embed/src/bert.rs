@@ -138,7 +138,9 @@ impl Bert {
         safetensors: &[u8],
         path: &Path,
     ) -> Result<Bert, EmbedError> {
-        if config.hidden_act != "gelu" || config.hidden_size % config.num_attention_heads != 0 {
+        if config.hidden_act != "gelu"
+            || !config.hidden_size.is_multiple_of(config.num_attention_heads)
+        {
             return Err(EmbedError::Format {
                 path: path.to_owned(),
                 reason: "expected a BERT with erf GELU and a hidden size divisible by its heads"
@@ -320,7 +322,7 @@ fn erf(x: f32) -> f32 {
     p = p.mul_add(x2, -2.101_024e-6);
     p = p.mul_add(x2, -5.692_506_4e-5);
     p = p.mul_add(x2, -7.349_906e-4);
-    p = p.mul_add(x2, -2.954_600e-3);
+    p = p.mul_add(x2, -2.954_6e-3);
     p = p.mul_add(x2, -1.609_603_3e-2);
     p *= x;
     let mut q = -1.456_607_2e-5_f32;

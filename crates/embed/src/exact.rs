@@ -148,7 +148,7 @@ mod tests {
         let n = 20_000; // more than one chunk, so the parallel path runs
         let data: Vec<f32> = (0..n * dim).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect();
         let query = [0.5, 0.1, 0.9, 0.3];
-        let keep = |row: u32| row % 3 != 0;
+        let keep = |row: u32| !row.is_multiple_of(3);
         let got = top_k(&data, dim, &query, 10, &keep);
         let mut all: Vec<(u32, f32)> = (0..n as u32)
             .filter(|&r| keep(r))

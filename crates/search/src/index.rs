@@ -796,7 +796,9 @@ fn boosted(query: Box<dyn Query>, boost: f32) -> Box<dyn Query> {
     Box::new(BoostQuery::new(query, boost))
 }
 
-type Collected = (Vec<(f32, DocAddress)>, usize, Option<FacetCounts>, Option<Summary>);
+/// What one search collects: the page (sort key and address), the number of matches,
+/// and the facet counts when asked for.
+type Collected<K = f32> = (Vec<(K, DocAddress)>, usize, Option<FacetCounts>, Option<Summary>);
 
 fn collect<K>(
     searcher: &Searcher,
@@ -804,18 +806,12 @@ fn collect<K>(
     top: impl Collector<Fruit = Vec<(K, DocAddress)>>,
     facets: Option<FacetCollector>,
     summary: Option<SummaryCollector>,
-) -> Result<(Vec<(K, DocAddress)>, usize, Option<FacetCounts>, Option<Summary>), SearchError> {
+) -> Result<Collected<K>, SearchError> {
     Ok(searcher.search(query, &(top, Count, facets, summary))?)
 }
 
-fn zero_scores<K>(
-    (top, total, facets, summary): (
-        Vec<(K, DocAddress)>,
-        usize,
-        Option<FacetCounts>,
-        Option<Summary>,
-    ),
-) -> Collected {
+/// A page sorted by a field carries no relevance score.
+fn zero_scores<K>((top, total, facets, summary): Collected<K>) -> Collected {
     (top.into_iter().map(|(_, a)| (0.0, a)).collect(), total, facets, summary)
 }
 

@@ -277,7 +277,7 @@ fn updates_apply_in_place_and_survive_a_reopen() {
         dune.price_cents = 4_500;
         dune.stock = 0;
         let dune = dune.clone();
-        index.upsert(&[dune.clone()]).unwrap();
+        index.upsert(std::slice::from_ref(&dune)).unwrap();
         let kindle = c.products.iter().find(|p| p.sku == "EL-KINDLE").unwrap().id;
         index.remove(&[kindle]).unwrap();
         // Nothing shows before the commit.
@@ -393,6 +393,7 @@ fn hybrid_fixture() -> Hybrid {
 }
 
 #[test]
+#[allow(clippy::print_stderr, reason = "the figures are the point: `--nocapture` shows them")]
 fn hybrid_beats_bm25_on_the_judged_queries() {
     let h = hybrid_fixture();
     let judged =
