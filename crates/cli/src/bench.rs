@@ -65,6 +65,9 @@ pub(crate) enum BenchCommand {
         /// texts (`scripts/bench-search.sh` makes one in a throwaway venv).
         #[arg(long)]
         peer_python: Option<PathBuf>,
+        /// Also time linking every vector into a new HNSW graph (minutes on the bookstore).
+        #[arg(long)]
+        relink: bool,
     },
     /// Import throughput (rows/s) and peak memory for a whole source, into a new
     /// SQLite file.
@@ -145,8 +148,9 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
             report(&text);
         }
         BenchCommand::Graph { db, samples } => bench_graph(&db, samples as usize).await?,
-        BenchCommand::Search { index, queries, encoder_texts, peer_python } => {
-            let options = crate::bench_search::Options { queries, encoder_texts, peer_python };
+        BenchCommand::Search { index, queries, encoder_texts, peer_python, relink } => {
+            let options =
+                crate::bench_search::Options { queries, encoder_texts, peer_python, relink };
             crate::bench_search::run(&index, &options).await?;
         }
         BenchCommand::Import { source, data_dir } => {
