@@ -34,7 +34,7 @@ shopgraph graph explain bx:78553 9780345339683 --k 2 "${graph[@]}"
 echo "--- search the bookstore (words; typos forgiven):"
 search=(--db "$db" --index-dir "$cache/search-bookstore" --model-dir "$cache/models/all-MiniLM-L6-v2")
 shopgraph search "tolkein hobit" --mode bm25 --per-page 5 "${search[@]}"
-shopgraph search "harry potter" --mode bm25 --sort popularity --per-page 3 --facets "${search[@]}"
+shopgraph search "harry potter" --mode bm25 --per-page 3 --facets "${search[@]}"
 # The demo shop: 88 products, English and Chinese. Hybrid search embeds them once.
 shop="sqlite:$cache/demo-shop.db"
 shopgraph import graph_data/search/catalog --db "$shop" >/dev/null
