@@ -336,7 +336,7 @@ impl SearchIndex {
     pub fn search(&self, request: &SearchRequest) -> Result<SearchResults, SearchError> {
         let parsed = request.validate()?;
         let searcher = self.reader.searcher();
-        let query = self.full_query(&parsed, &request.filters)?;
+        let query = self.full_query(&searcher, &parsed, &request.filters)?;
         let top = TopDocs::with_limit(request.limit).and_offset(request.offset);
         let facets = request.facets.then(|| self.facet_collector(&request.filters));
         let summary = request.facets.then(SummaryCollector::default);
@@ -394,7 +394,7 @@ impl SearchIndex {
         if parsed.is_empty() {
             return Ok(Vec::new());
         }
-        let query = self.full_query(parsed, filters)?;
+        let query = self.full_query(searcher, parsed, filters)?;
         let top = searcher.search(&query, &self.relevance(TopDocs::with_limit(n)))?;
         top.into_iter()
             .map(|(score, address)| Ok((self.id_of(searcher, address)?, score, address)))
@@ -485,11 +485,12 @@ impl SearchIndex {
     /// exclusions; everything when there is no text.
     fn full_query(
         &self,
+        searcher: &Searcher,
         parsed: &ParsedQuery,
         filters: &Filters,
     ) -> Result<Box<dyn Query>, SearchError> {
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        match self.text_query(parsed) {
+        match self.text_query(searcher, parsed) {
             Some(text) => clauses.push((Occur::Must, text)),
             None => clauses.push((Occur::Must, Box::new(AllQuery))),
         }
@@ -500,7 +501,7 @@ impl SearchIndex {
         Ok(Box::new(BooleanQuery::new(clauses)))
     }
 
-    fn text_query(&self, parsed: &ParsedQuery) -> Option<Box<dyn Query>> {
+    fn text_query(&self, searcher: &Searcher, parsed: &ParsedQuery) -> Option<Box<dyn Query>> {
         let f = &self.fields;
         let mut en = schema::en_analyzer();
         let mut raw = schema::raw_analyzer();
@@ -528,7 +529,12 @@ impl SearchIndex {
             }
             for term in terms(&mut raw, word) {
                 let chars = term.chars().count();
-                if chars >= FUZZY_MIN_CHARS
+                // A word the catalog has is taken as meant ("harry" is not a typo of
+                // "harris"); only words it lacks are looked up by edit distance.
+                let known =
+                    searcher.doc_freq(&Term::from_field_text(f.fuzzy, &term)).unwrap_or(0) > 0;
+                if !known
+                    && chars >= FUZZY_MIN_CHARS
                     && fuzzy_budget > 0
                     && !term.chars().any(|c| c.is_ascii_digit())
                 {
