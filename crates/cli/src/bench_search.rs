@@ -101,7 +101,8 @@ pub(crate) async fn run(args: &IndexArgs, options: &Options) -> anyhow::Result<(
     } else {
         None
     };
-    drop(relinked);
+    // With --relink, what follows runs on the new graph (the file's may be older).
+    let vectors: &VectorIndex = if options.relink { &relinked } else { vectors };
 
     // 4. Queries: the judged ones, then words cut from titles, every third with a typo.
     let judged = parse_judgements(include_str!("../../../graph_data/search/queries.jsonl"))
