@@ -75,8 +75,13 @@ impl TopK {
         }
     }
 
-    pub(crate) fn peek(&self) -> Option<&Scored> {
-        self.heap.peek()
+    /// What a new score must beat to be kept: the lowest kept once `k` are kept,
+    /// anything before.
+    pub(crate) fn threshold(&self) -> f32 {
+        match self.heap.peek() {
+            Some(worst) if self.heap.len() >= self.k => worst.score,
+            _ => f32::NEG_INFINITY,
+        }
     }
 
     fn merge(mut self, other: TopK) -> TopK {

@@ -15,7 +15,7 @@ use std::collections::BinaryHeap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::exact::{Scored, TopK, dot};
+use crate::exact::{TopK, dot};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HnswParams {
@@ -250,20 +250,14 @@ impl Hnsw {
         visited.start(self.links.len());
         let mut frontier: BinaryHeap<Best> = BinaryHeap::new();
         let mut best = TopK::new(ef);
-        let mut worst_kept = f32::NEG_INFINITY;
-        let mut kept = 0usize;
         for &(row, score) in entries {
             if visited.first_visit(row) {
                 frontier.push(Best(score, row));
                 best.push(row, score);
-                kept += 1;
             }
         }
-        if kept >= ef {
-            worst_kept = best.worst().unwrap_or(f32::NEG_INFINITY);
-        }
         while let Some(Best(score, row)) = frontier.pop() {
-            if kept >= ef && score < worst_kept {
+            if score < best.threshold() {
                 break;
             }
             let Some(neighbours) = self.links[row as usize].get(layer) else { continue };
@@ -272,13 +266,9 @@ impl Hnsw {
                     continue;
                 }
                 let s = dot(query, row_of(data, dim, n));
-                if kept < ef || s > worst_kept {
+                if s > best.threshold() {
                     frontier.push(Best(s, n));
                     best.push(n, s);
-                    kept = (kept + 1).min(ef);
-                    if kept >= ef {
-                        worst_kept = best.worst().unwrap_or(f32::NEG_INFINITY);
-                    }
                 }
             }
         }
@@ -314,13 +304,6 @@ impl Hnsw {
         scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         let kept = self.select(data, dim, &scored, self.max_links(layer));
         self.links[row as usize][layer] = kept.into_iter().map(|(n, _)| n).collect();
-    }
-}
-
-impl TopK {
-    /// The lowest score kept, once any is kept.
-    pub(crate) fn worst(&self) -> Option<f32> {
-        self.peek().map(|s: &Scored| s.score)
     }
 }
 
