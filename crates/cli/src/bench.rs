@@ -68,6 +68,10 @@ pub(crate) enum BenchCommand {
         /// Also time linking every vector into a new HNSW graph (minutes on the bookstore).
         #[arg(long)]
         relink: bool,
+        /// Only the text index: build time and BM25 latency (seconds, not minutes; no
+        /// encoder, no vectors).
+        #[arg(long, conflicts_with_all = ["peer_python", "relink"])]
+        text_only: bool,
     },
     /// Import throughput (rows/s) and peak memory for a whole source, into a new
     /// SQLite file.
@@ -148,9 +152,14 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
             report(&text);
         }
         BenchCommand::Graph { db, samples } => bench_graph(&db, samples as usize).await?,
-        BenchCommand::Search { index, queries, encoder_texts, peer_python, relink } => {
-            let options =
-                crate::bench_search::Options { queries, encoder_texts, peer_python, relink };
+        BenchCommand::Search { index, queries, encoder_texts, peer_python, relink, text_only } => {
+            let options = crate::bench_search::Options {
+                queries,
+                encoder_texts,
+                peer_python,
+                relink,
+                text_only,
+            };
             crate::bench_search::run(&index, &options).await?;
         }
         BenchCommand::Import { source, data_dir } => {

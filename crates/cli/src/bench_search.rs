@@ -32,6 +32,8 @@ pub(crate) struct Options {
     pub(crate) peer_python: Option<PathBuf>,
     /// Also time linking every vector into a fresh HNSW graph (minutes on the bookstore).
     pub(crate) relink: bool,
+    /// Only the text index and BM25.
+    pub(crate) text_only: bool,
 }
 
 pub(crate) async fn run(args: &IndexArgs, options: &Options) -> anyhow::Result<()> {
@@ -52,7 +54,6 @@ pub(crate) async fn run(args: &IndexArgs, options: &Options) -> anyhow::Result<(
     fresh.commit("bench").map_err(search_err)?;
     let build = started.elapsed();
     let index_bytes = dir_size(tmp.path());
-    drop(fresh);
 
     // Catalog texts: every product's, and an evenly spread sample for the encoders.
     let mut texts: Vec<(ProductId, String)> = Vec::with_capacity(products as usize);
@@ -69,6 +70,56 @@ pub(crate) async fn run(args: &IndexArgs, options: &Options) -> anyhow::Result<(
     let sample: Vec<&str> =
         texts.iter().step_by(step).take(options.encoder_texts).map(|(_, t)| t.as_str()).collect();
     store.close().await;
+
+    // Queries: the judged ones, then words cut from titles, every third with a typo.
+    let judged = parse_judgements(include_str!("../../../graph_data/search/queries.jsonl"))
+        .map_err(anyhow::Error::msg)?;
+    let mut queries: Vec<String> = judged.iter().map(|q| q.query.clone()).collect();
+    let mut rng = Lcg(7);
+    while queries.len() < options.queries {
+        let (_, text) = &texts[rng.below(texts.len())];
+        let words: Vec<&str> = text.split_whitespace().take(1 + rng.below(3)).collect();
+        let mut query = words.join(" ");
+        if queries.len().is_multiple_of(3) {
+            query = typo(&query, &mut rng);
+        }
+        if !query.trim().is_empty() {
+            queries.push(query);
+        }
+    }
+
+    let mut out = format!(
+        "search benchmark: {indexed} products\n  text index build                   {:.1} s ({:.0} products/s), {:.0} MiB on disk\n",
+        build.as_secs_f64(),
+        indexed as f64 / build.as_secs_f64(),
+        index_bytes as f64 / (1 << 20) as f64,
+    );
+    let queries_line = |refused: usize| {
+        format!(
+            "  queries: {} ({} judged, the rest cut from titles, a third with a typo; {refused} refused)\n",
+            queries.len(),
+            judged.len()
+        )
+    };
+    if options.text_only {
+        let mut bm25 = Vec::new();
+        let mut refused = 0;
+        for text in &queries {
+            let t = Instant::now();
+            refused += usize::from(fresh.search(&SearchRequest::new(text.as_str())).is_err());
+            bm25.push(t.elapsed());
+        }
+        out.push_str(&queries_line(refused));
+        out.push_str(&latency_row("BM25 (top 10)", &bm25));
+        out.push_str(&slowest(&queries, &bm25));
+        out.push_str(&format!(
+            "  peak memory {}",
+            peak_memory().unwrap_or_else(|| "unknown".into())
+        ));
+        report(&out);
+        return Ok(());
+    }
+    drop(fresh);
 
     // 2. Encoder throughput, ours then the peer's on the same texts.
     let encoder = Encoder::load(&args.model_dir).context("loading the encoder")?;
@@ -103,23 +154,6 @@ pub(crate) async fn run(args: &IndexArgs, options: &Options) -> anyhow::Result<(
     };
     // With --relink, what follows runs on the new graph (the file's may be older).
     let vectors: &VectorIndex = if options.relink { &relinked } else { vectors };
-
-    // 4. Queries: the judged ones, then words cut from titles, every third with a typo.
-    let judged = parse_judgements(include_str!("../../../graph_data/search/queries.jsonl"))
-        .map_err(anyhow::Error::msg)?;
-    let mut queries: Vec<String> = judged.iter().map(|q| q.query.clone()).collect();
-    let mut rng = Lcg(7);
-    while queries.len() < options.queries {
-        let (_, text) = &texts[rng.below(texts.len())];
-        let words: Vec<&str> = text.split_whitespace().take(1 + rng.below(3)).collect();
-        let mut query = words.join(" ");
-        if queries.len().is_multiple_of(3) {
-            query = typo(&query, &mut rng);
-        }
-        if !query.trim().is_empty() {
-            queries.push(query);
-        }
-    }
 
     // 5. HNSW recall@10 against exact, on the queries' vectors.
     let mut recall = Vec::new();
@@ -163,16 +197,6 @@ pub(crate) async fn run(args: &IndexArgs, options: &Options) -> anyhow::Result<(
         hybrid_times.push(t.elapsed());
     }
 
-    let row = |name: &str, d: Vec<Duration>| {
-        let (p50, p99) = p50_p99(d);
-        format!("  {name:<34} p50 {:>10}  p99 {:>10}\n", ms(p50), ms(p99))
-    };
-    let mut out = format!(
-        "search benchmark: {indexed} products\n  text index build                   {:.1} s ({:.0} products/s), {:.0} MiB on disk\n",
-        build.as_secs_f64(),
-        indexed as f64 / build.as_secs_f64(),
-        index_bytes as f64 / (1 << 20) as f64,
-    );
     out.push_str(&format!(
         "  encoder (candle), {} catalog texts   batch 1: {ours_1:.0} texts/s   batch 32: {ours_32:.0} texts/s\n",
         sample.len()
@@ -205,13 +229,29 @@ pub(crate) async fn run(args: &IndexArgs, options: &Options) -> anyhow::Result<(
             ms(*e99)
         ));
     }
-    out.push_str(&format!("  queries: {} ({} judged, the rest cut from titles, a third with a typo; {refused} refused)\n", queries.len(), judged.len()));
-    out.push_str(&row("BM25 (top 10)", bm25));
-    out.push_str(&row("query embedding (batch 1)", embed));
-    out.push_str(&row("hybrid (embedding + both + fusion)", hybrid_times));
+    out.push_str(&queries_line(refused));
+    out.push_str(&latency_row("BM25 (top 10)", &bm25));
+    out.push_str(&slowest(&queries, &bm25));
+    out.push_str(&latency_row("query embedding (batch 1)", &embed));
+    out.push_str(&latency_row("hybrid (embedding + both + fusion)", &hybrid_times));
+    out.push_str(&slowest(&queries, &hybrid_times));
     out.push_str(&format!("  peak memory {}", peak_memory().unwrap_or_else(|| "unknown".into())));
     report(&out);
     Ok(())
+}
+
+fn latency_row(name: &str, times: &[Duration]) -> String {
+    let (p50, p99) = p50_p99(times.to_vec());
+    format!("  {name:<34} p50 {:>10}  p99 {:>10}\n", ms(p50), ms(p99))
+}
+
+/// The five slowest queries with their times: what the tail is made of.
+fn slowest(queries: &[String], times: &[Duration]) -> String {
+    let mut order: Vec<usize> = (0..times.len()).collect();
+    order.sort_unstable_by_key(|&i| std::cmp::Reverse(times[i]));
+    let worst: Vec<String> =
+        order.iter().take(5).map(|&i| format!("{:?} {}", queries[i], ms(times[i]))).collect();
+    format!("    slowest: {}\n", worst.join(", "))
 }
 
 struct Peer {

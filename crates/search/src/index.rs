@@ -9,8 +9,8 @@ use std::sync::{Mutex, RwLock};
 use shopgraph_core::ProductId;
 use tantivy::collector::{Collector, Count, DocSetCollector, FacetCollector, FacetCounts, TopDocs};
 use tantivy::query::{
-    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, DisjunctionMaxQuery, FuzzyTermQuery,
-    Occur, PhraseQuery, Query, RangeQuery, TermQuery, TermSetQuery,
+    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, DisjunctionMaxQuery, Occur, PhraseQuery,
+    Query, RangeQuery, TermQuery, TermSetQuery,
 };
 use tantivy::schema::{Facet, IndexRecordOption, TantivyDocument, Value};
 use tantivy::tokenizer::TextAnalyzer;
@@ -18,6 +18,7 @@ use tantivy::{DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, 
 
 use crate::SearchError;
 use crate::doc::{Categories, ProductDoc};
+use crate::fuzzy::FirstLetterFuzzy;
 use crate::query::{ParsedQuery, parse};
 use crate::schema::{self, Fields, SCHEMA_VERSION, has_cjk, terms};
 use crate::summary::{PriceBand, Summary, SummaryCollector};
@@ -52,6 +53,17 @@ const FUZZY_MIN_CHARS: usize = 5;
 const FUZZY_TWO_EDITS: usize = 9;
 /// Typo tolerance for at most this many words of a query (each costs an automaton walk).
 const FUZZY_MAX_WORDS: usize = 8;
+/// A word is common when its postings over the text fields pass
+/// `max(COMMON_MIN_POSTINGS, documents / COMMON_SHARE)` ("book" in the bookstore, where
+/// most publishers are "… Books"). Common words only rank the products the query's
+/// other words match, as in Lucene's common-terms query: scoring every product that
+/// says "book" costs milliseconds and ranks nothing. A query of common words alone
+/// needs all of them.
+const COMMON_MIN_POSTINGS: u64 = 2_000;
+const COMMON_SHARE: u64 = 20;
+/// A term in all but one in `UBIQUITOUS_SHARE` products of a field is left out of that
+/// field's clause (its BM25 weight there is under 0.1).
+const UBIQUITOUS_SHARE: u64 = 10;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Filters {
@@ -514,7 +526,14 @@ impl SearchIndex {
             (f.description, DESCRIPTION_BOOST),
             (f.attributes, ATTRIBUTE_BOOST),
         ];
+        // The words that select products, and the common ones that only rank them.
         let mut should: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        let mut common: Vec<Box<dyn Query>> = Vec::new();
+        let documents = searcher.num_docs();
+        let common_postings = COMMON_MIN_POSTINGS.max(documents / COMMON_SHARE);
+        let postings =
+            |field, term: &str| searcher.doc_freq(&Term::from_field_text(field, term)).unwrap_or(0);
+        let mut selecting_words = 0;
         let mut fuzzy_budget = FUZZY_MAX_WORDS;
         // "gift for a kid": "for" and "a" match half the catalog and rank nothing.
         // Dropped unless the query has nothing else ("the who" still searches).
@@ -522,8 +541,17 @@ impl SearchIndex {
         let words = if content.is_empty() { parsed.words.iter().collect() } else { content };
         for word in words {
             let mut alternatives: Vec<Box<dyn Query>> = Vec::new();
-            for term in terms(&mut en, word) {
+            let mut word_postings = 0;
+            for term in word_terms(&mut en, word) {
                 for (field, boost) in weighted {
+                    let n = postings(field, &term);
+                    // A term in (nearly) every product of a field ranks nothing there
+                    // (its IDF is about 0: "book" among the bookstore's categories), and
+                    // walking its postings costs milliseconds.
+                    if n > documents - documents / UBIQUITOUS_SHARE {
+                        continue;
+                    }
+                    word_postings += n;
                     alternatives.push(boosted(term_query(field, &term), boost));
                 }
             }
@@ -531,8 +559,7 @@ impl SearchIndex {
                 let chars = term.chars().count();
                 // A word the catalog has is taken as meant ("harry" is not a typo of
                 // "harris"); only words it lacks are looked up by edit distance.
-                let known =
-                    searcher.doc_freq(&Term::from_field_text(f.fuzzy, &term)).unwrap_or(0) > 0;
+                let known = postings(f.fuzzy, &term) > 0;
                 if !known
                     && chars >= FUZZY_MIN_CHARS
                     && fuzzy_budget > 0
@@ -540,19 +567,25 @@ impl SearchIndex {
                 {
                     fuzzy_budget -= 1;
                     let edits = if chars >= FUZZY_TWO_EDITS { 2 } else { 1 };
-                    let fuzzy =
-                        FuzzyTermQuery::new(Term::from_field_text(f.fuzzy, &term), edits, true);
+                    let fuzzy = FirstLetterFuzzy::new(f.fuzzy, &term, edits);
                     alternatives.push(boosted(Box::new(fuzzy), FUZZY_BOOST));
                 }
             }
             if has_cjk(word) {
                 for term in terms(&mut zh, word) {
+                    word_postings += postings(f.zh_title, &term) + postings(f.zh_body, &term);
                     alternatives.push(boosted(term_query(f.zh_title, &term), ZH_TITLE_BOOST));
                     alternatives.push(boosted(term_query(f.zh_body, &term), ZH_BODY_BOOST));
                 }
             }
             if !alternatives.is_empty() {
-                should.push((Occur::Should, Box::new(BooleanQuery::union(alternatives))));
+                let word = Box::new(BooleanQuery::union(alternatives));
+                if word_postings > common_postings {
+                    common.push(word);
+                } else {
+                    selecting_words += 1;
+                    should.push((Occur::Should, word));
+                }
             }
         }
         // Each matched entry brings its group's other entries as one clause scored by
@@ -575,6 +608,20 @@ impl SearchIndex {
             }
         }
         let mut must: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        if !common.is_empty() {
+            if should.is_empty() {
+                must.extend(common.into_iter().map(|word| (Occur::Must, word)));
+            } else if selecting_words == 0 {
+                // Common words and synonyms of them: either may be what matches.
+                should.extend(common.into_iter().map(|word| (Occur::Should, word)));
+            } else {
+                // The selecting words as one required clause (their scores summed, as
+                // before), the common ones beside it scoring what it matched.
+                let selecting = BooleanQuery::new(std::mem::take(&mut should));
+                should.push((Occur::Must, Box::new(selecting)));
+                should.extend(common.into_iter().map(|word| (Occur::Should, word)));
+            }
+        }
         for phrase in &parsed.phrases {
             if let Some(q) = self.entry_query(&phrase.join(" "), &mut en, &mut zh) {
                 must.push((Occur::Must, q));
@@ -730,6 +777,16 @@ impl SearchIndex {
 }
 
 /// English words too common to rank by. Phrases keep them ("lord of the rings").
+/// The terms a query word ranks by: a one-letter piece of a longer word ("s" of
+/// "women's") is in half the catalog and says nothing, so it is dropped.
+fn word_terms(analyzer: &mut TextAnalyzer, word: &str) -> Vec<String> {
+    let mut found = terms(analyzer, word);
+    if found.iter().any(|t| t.chars().count() > 1) {
+        found.retain(|t| t.chars().count() > 1);
+    }
+    found
+}
+
 fn is_stopword(word: &str) -> bool {
     const STOPWORDS: &[&str] = &[
         "a",

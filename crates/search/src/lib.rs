@@ -10,6 +10,7 @@
 
 mod doc;
 pub mod eval;
+mod fuzzy;
 pub mod hybrid;
 mod index;
 pub mod query;

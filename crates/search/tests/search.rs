@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use proptest::prelude::*;
 use shopgraph_core::ProductId;
-use shopgraph_core::product::Product;
+use shopgraph_core::product::{Maker, MakerKind, Product};
 use shopgraph_embed::{Encoder, Method, VectorIndex, text_hash};
 use shopgraph_search::eval::{evaluate, parse_judgements};
 use shopgraph_search::{
@@ -120,6 +120,67 @@ fn typos_in_longer_words_are_forgiven() {
     assert_eq!(skus(&index, &q("nueromancre"))[0], "BK-NEUROMANCER");
     // Exact matches outrank fuzzy ones: "plenty" is a title, not a typo of anything.
     assert_eq!(skus(&index, &q("plenty"))[0], "BK-VEG");
+}
+
+/// A bookstore in miniature: 3,000 books, every one in "Books" and most from a
+/// "… Books" publisher, so that "book" is common enough to only rank.
+#[test]
+fn common_words_rank_what_the_other_words_select() {
+    let categories = Categories::new(&[shopgraph_core::product::Category {
+        key: "books".into(),
+        name: "Books".into(),
+        parent_key: None,
+    }]);
+    let maker = |kind, name: &str| Maker { kind, key: name.to_lowercase(), name: name.into() };
+    let template = &catalog().products[0];
+    let docs: Vec<ProductDoc> = (0..3_000)
+        .map(|i| {
+            let title = match i {
+                0 => "The Dinosaur Book".to_owned(),
+                _ if i % 80 == 1 => format!("Dinosaur Tales {i}"),
+                _ if i % 100 == 2 => format!("Women's Voices {i}"),
+                _ if i % 3 == 0 => format!("Mother's Day Stories {i}"),
+                _ => format!("Collected Stories {i}"),
+            };
+            let product = Product {
+                id: ProductId(i + 1),
+                sku: format!("B{i}"),
+                title,
+                maker: Some(maker(MakerKind::Author, &format!("Author {}", i % 50))),
+                publisher: Some(maker(
+                    MakerKind::Publisher,
+                    if i % 4 == 0 { "Ace" } else { "Pocket Books" },
+                )),
+                description: None,
+                attributes: None,
+                categories: vec!["books".into()],
+                ..template.clone()
+            };
+            ProductDoc::new(&product, &categories, 0)
+        })
+        .collect();
+    let index = SearchIndex::in_ram(Synonyms::default()).unwrap();
+    index.set_categories(categories);
+    index.upsert(&docs).unwrap();
+    index.commit("v1").unwrap();
+
+    // "book" selects nothing on its own next to "dinosaur": the 39 dinosaur books
+    // match, the one that is also a "book" first.
+    let results = index.search(&q("dinosaur book")).unwrap();
+    assert_eq!(results.total, 39);
+    assert_eq!(results.hits[0].sku, "B0");
+    // Alone, a common word still finds: every book says "book" somewhere, but the
+    // category that all of them share ranks nothing and is not walked.
+    let results = index.search(&q("book")).unwrap();
+    assert_eq!(results.total, 1 + 2_250, "the title, and the Pocket Books publisher's");
+    assert_eq!(results.hits[0].sku, "B0");
+    // The "s" of "women's" is not a word: "Mother's Day" does not match.
+    let results = index.search(&q("women's")).unwrap();
+    assert_eq!(results.total, 30);
+    assert!(results.hits.iter().all(|h| h.title.starts_with("Women's")));
+    // A typo in a long word is still forgiven; one in its first letter is not.
+    assert_eq!(index.search(&q("dinosuar tales")).unwrap().total, 39);
+    assert_eq!(index.search(&q("kinosaur")).unwrap().total, 0);
 }
 
 #[test]
