@@ -6,6 +6,7 @@
 
 mod bench;
 mod bench_search;
+mod eval;
 mod events;
 mod graph;
 mod load;
@@ -98,6 +99,8 @@ enum Command {
     /// Benchmarks that produce the figures in the README.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Offline evaluation of the recommenders on MovieLens and Book-Crossing: one table.
+    Eval(eval::EvalArgs),
 }
 
 /// OpenBLAS (the encoder's matrix products) picks its kernels by CPU model, and the
@@ -186,6 +189,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Search(args) => search::run(args).await?,
         Command::Bench(command) => bench::run(command).await?,
+        Command::Eval(args) => eval::run(&args)?,
     }
     Ok(())
 }
