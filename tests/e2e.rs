@@ -5,6 +5,7 @@
 
 mod support;
 
+mod eval;
 mod events;
 mod graph;
 mod import;

@@ -13,7 +13,7 @@ use anyhow::Context;
 use clap::Args;
 use shopgraph_recommend::eval::{Row, evaluate, score_lists};
 use shopgraph_recommend::model::{
-    Als, AlsParams, ItemKnn, ItemKnnParams, Popularity, PopularityParams,
+    Als, AlsParams, Bpr, BprParams, ItemKnn, ItemKnnParams, Popularity, PopularityParams,
 };
 use shopgraph_recommend::split::{Protocol, read_rankings};
 use shopgraph_recommend::{Interactions, Recommender, Split};
@@ -33,6 +33,9 @@ pub(crate) struct EvalArgs {
     /// when this is set (the bench script sets it).
     #[arg(long)]
     peers: bool,
+    /// Only write the splits (for the peers to train on) and print their folders.
+    #[arg(long, conflicts_with = "peers")]
+    splits_only: bool,
 }
 
 /// The evaluation cases: data set, protocol, and the folder name of its split.
@@ -64,13 +67,17 @@ pub(crate) fn run(args: &EvalArgs) -> anyhow::Result<()> {
             split.test.len(),
             dir.display()
         );
+        if args.splits_only {
+            out.push_str(&format!("{}\n", dir.display()));
+            continue;
+        }
         let mut rows = ours(&split);
         if args.peers {
             rows.extend(peers(&dir, &split)?);
         }
         out.push_str(&table(name, &protocol, &data, &rows));
     }
-    crate::report(&out);
+    crate::report(out.trim_end());
     Ok(())
 }
 
@@ -136,10 +143,17 @@ fn ours(split: &Split) -> Vec<Row> {
             }
         }
     }
+    let mut bpr = Vec::new();
+    for factors in [64, 128] {
+        for regularization in [0.0001, 0.001] {
+            bpr.push(BprParams { factors, regularization, ..BprParams::default() });
+        }
+    }
     vec![
         tuned(split, &popularity, |d, p| Box::new(Popularity::fit(d, p))),
         tuned(split, &knn, |d, p| Box::new(ItemKnn::fit(d, p))),
         tuned(split, &als, |d, p| Box::new(Als::fit(d, p))),
+        tuned(split, &bpr, |d, p| Box::new(Bpr::fit(d, p))),
     ]
 }
 

@@ -6,12 +6,14 @@
 //! - [`metrics`]: Recall, NDCG, HR, AUC, coverage over full rankings with the seen
 //!   items removed, and MSE/RMSE;
 //! - [`model`]: the candidate generators, each a [`model::Recommender`];
-//! - [`eval`]: one model on one split, one row of the table.
+//! - [`eval`]: one model on one split, one row of the table;
+//! - [`serve`]: top-N for a shopper with a shop's filters and a fallback for strangers.
 
 pub mod data;
 pub mod eval;
 pub mod metrics;
 pub mod model;
+pub mod serve;
 pub mod split;
 
 pub use data::Interactions;

@@ -227,6 +227,24 @@ mod tests {
     }
 
     #[test]
+    fn peer_rankings_with_unknown_ids_are_refused() {
+        let data = data();
+        let dir = std::env::temp_dir().join(format!("sg-rank-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("peer.tsv");
+        std::fs::write(&path, "u1\ti3 i4\n").unwrap();
+        let lists = super::read_rankings(&path, &data).unwrap();
+        let u1 = data.ids().users.iter().position(|u| u == "u1").unwrap();
+        assert_eq!(lists[u1].len(), 2);
+        std::fs::write(&path, "u1\ti3 nosuchitem\n").unwrap();
+        let err = super::read_rankings(&path, &data).unwrap_err().to_string();
+        assert!(err.contains("line 1") && err.contains("nosuchitem"), "{err}");
+        std::fs::write(&path, "stranger\ti3\n").unwrap();
+        assert!(super::read_rankings(&path, &data).unwrap_err().to_string().contains("stranger"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn random_split_is_seeded() {
         let data = data();
         let a = Split::new(&data, Protocol::Random { test_share: 0.25, seed: 1 });

@@ -4,10 +4,12 @@
 //! [`Interactions`]: crate::Interactions
 
 pub mod als;
+pub mod bpr;
 pub mod item_knn;
 pub mod popularity;
 
 pub use als::{Als, AlsParams};
+pub use bpr::{Bpr, BprParams};
 pub use item_knn::{ItemKnn, ItemKnnParams};
 pub use popularity::{Popularity, PopularityParams};
 

@@ -1,0 +1,83 @@
+//! `shopgraph eval` on the real MovieLens-100K: the split files others score, the table,
+//! and peer rankings read back (and refused when they name what the split lacks).
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::PathBuf;
+
+use crate::support::{repo_root, shopgraph};
+
+fn data_dir() -> String {
+    let cache = std::env::var_os("SHOPGRAPH_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".cache"));
+    cache.join("data").display().to_string()
+}
+
+fn eval(args: &[&str]) -> (bool, String, String) {
+    let out =
+        shopgraph().arg("eval").args(["--data-dir", &data_dir()]).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn pairs(path: &std::path::Path) -> HashSet<(String, String)> {
+    fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let mut f = l.split('\t');
+            (f.next().unwrap().to_owned(), f.next().unwrap().to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn evaluation_writes_its_splits_and_scores_peers_alike() {
+    let splits = tempfile::tempdir().unwrap();
+    let dir = splits.path().display().to_string();
+    let (ok, out, err) = eval(&["--dataset", "ml-100k", "--splits-dir", &dir, "--splits-only"]);
+    assert!(ok, "{err}");
+    let folders: Vec<&str> = out.lines().collect();
+    assert_eq!(folders.len(), 2, "{out}");
+
+    // The files: all 100,000 ratings, none in both training and test.
+    let random = splits.path().join("ml-100k-random");
+    let (train, test) = (pairs(&random.join("train.tsv")), pairs(&random.join("test.tsv")));
+    assert!(train.is_disjoint(&test));
+    assert_eq!(train.len() + test.len(), 100_000);
+    let (fit, valid) = (pairs(&random.join("fit.tsv")), pairs(&random.join("valid.tsv")));
+    assert!(fit.is_disjoint(&valid) && fit.union(&valid).count() == train.len());
+
+    // A "peer" that recommends, to every test user, the first 20 items of the test file:
+    // read back and scored by the same code as ours.
+    let items: Vec<String> =
+        test.iter().map(|(_, i)| i.clone()).collect::<HashSet<_>>().into_iter().take(20).collect();
+    let users: HashSet<&String> = test.iter().map(|(u, _)| u).collect();
+    let peers = random.join("peers");
+    fs::create_dir_all(&peers).unwrap();
+    let lines: Vec<String> = users.iter().map(|u| format!("{u}\t{}", items.join(" "))).collect();
+    fs::write(peers.join("fixed-list.tsv"), lines.join("\n")).unwrap();
+    fs::write(peers.join("fixed-list.fit"), "1.5\n").unwrap();
+
+    let (ok, out, err) = eval(&["--dataset", "ml-100k", "--splits-dir", &dir, "--peers"]);
+    assert!(ok, "{err}");
+    for model in ["popularity", "item-kNN", "ALS", "peer: fixed-list"] {
+        assert!(out.contains(model), "{model} missing:\n{out}");
+    }
+    // Learned models find something: NDCG@10 of ALS on the random split is well above 0.
+    let als = out.lines().find(|l| l.trim_start().starts_with("ALS")).unwrap();
+    let ndcg10: f64 = als.split_whitespace().rev().nth(6).unwrap().parse().unwrap();
+    assert!(ndcg10 > 0.2, "{als}");
+
+    // A peer file naming an item the data set lacks is an error that says where.
+    let user = test.iter().next().unwrap().0.clone();
+    fs::write(peers.join("broken.tsv"), format!("{user}\tno-such-movie\n")).unwrap();
+    let (ok, _, err) = eval(&["--dataset", "ml-100k", "--splits-dir", &dir, "--peers"]);
+    assert!(!ok);
+    assert!(err.contains("broken.tsv") && err.contains("no-such-movie"), "{err}");
+}
