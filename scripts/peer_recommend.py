@@ -4,7 +4,7 @@ cornac's EASE, trained on the very split files shopgraph wrote, tuned the same w
 
     python peer_recommend.py SPLIT_DIR [SPLIT_DIR ...]
 
-Writes, per split and per model, SPLIT_DIR/peers/<name>.tsv (`user<TAB>item item ...`,
+Writes, per split and per model, SPLIT_DIR/peers/<name>.tsv (`user<TAB>item<TAB>item ...`,
 the 20 best items not in training for each test user, best first) and
 SPLIT_DIR/peers/<name>.fit (seconds of the final fit). shopgraph scores the rankings
 with its own metric code, so both sides are measured alike.
@@ -157,7 +157,7 @@ def main():
             users = {n: u for u, n in index.users.items()}
             with open(os.path.join(split, "peers", f"{name}.tsv"), "w", encoding="utf-8") as f:
                 for u, items in ranked.items():
-                    f.write(users[u] + "\t" + " ".join(index.item_names[i] for i in items) + "\n")
+                    f.write("\t".join([users[u]] + [index.item_names[i] for i in items]) + "\n")
             with open(os.path.join(split, "peers", f"{name}.fit"), "w", encoding="utf-8") as f:
                 f.write(f"{seconds:.3f}\n")
             print(f"{split} {name}: chose {best}, fit {seconds:.2f} s", file=sys.stderr)

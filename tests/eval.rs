@@ -60,7 +60,7 @@ fn evaluation_writes_its_splits_and_scores_peers_alike() {
     let users: HashSet<&String> = test.iter().map(|(u, _)| u).collect();
     let peers = random.join("peers");
     fs::create_dir_all(&peers).unwrap();
-    let lines: Vec<String> = users.iter().map(|u| format!("{u}\t{}", items.join(" "))).collect();
+    let lines: Vec<String> = users.iter().map(|u| format!("{u}\t{}", items.join("\t"))).collect();
     fs::write(peers.join("fixed-list.tsv"), lines.join("\n")).unwrap();
     fs::write(peers.join("fixed-list.fit"), "1.5\n").unwrap();
 

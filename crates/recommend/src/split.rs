@@ -125,8 +125,9 @@ impl Split {
     }
 }
 
-/// Reads a ranked list file written by a peer: `user<TAB>item item item ...` a line,
-/// best first, with the data set's own ids. Unknown ids are an error, so that a peer
+/// Reads a ranked list file written by a peer: `user<TAB>item<TAB>item ...` a line,
+/// best first, with the data set's own ids (which may hold spaces: MovieLens-1M's are
+/// titles). Unknown ids are an error, so that a peer
 /// scoring other data fails loudly.
 pub fn read_rankings(path: &Path, data: &Interactions) -> Result<Vec<Vec<u32>>, RecommendError> {
     let file = std::fs::File::open(path)
@@ -146,7 +147,8 @@ pub fn read_rankings(path: &Path, data: &Interactions) -> Result<Vec<Vec<u32>>, 
         };
         let u = *users.get(user).ok_or_else(|| bad(format!("unknown user {user:?}")))?;
         out[u as usize] = ranked
-            .split_whitespace()
+            .split('\t')
+            .filter(|i| !i.is_empty())
             .map(|i| items.get(i).copied().ok_or_else(|| bad(format!("unknown item {i:?}"))))
             .collect::<Result<_, _>>()?;
     }
@@ -232,11 +234,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sg-rank-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("peer.tsv");
-        std::fs::write(&path, "u1\ti3 i4\n").unwrap();
+        std::fs::write(&path, "u1\ti3\ti4\n").unwrap();
         let lists = super::read_rankings(&path, &data).unwrap();
         let u1 = data.ids().users.iter().position(|u| u == "u1").unwrap();
         assert_eq!(lists[u1].len(), 2);
-        std::fs::write(&path, "u1\ti3 nosuchitem\n").unwrap();
+        std::fs::write(&path, "u1\ti3\tnosuchitem\n").unwrap();
         let err = super::read_rankings(&path, &data).unwrap_err().to_string();
         assert!(err.contains("line 1") && err.contains("nosuchitem"), "{err}");
         std::fs::write(&path, "stranger\ti3\n").unwrap();
