@@ -171,8 +171,7 @@ fn peers(dir: &Path, split: &Split) -> anyhow::Result<Vec<Row>> {
     for file in files {
         let name = file.file_stem().unwrap_or_default().to_string_lossy().into_owned();
         let lists = read_rankings(&file, &split.train)?;
-        let mut row =
-            score_lists(&format!("peer: {name}"), &lists, &split.train, &split.test, None);
+        let mut row = score_lists(&format!("peer: {name}"), &lists, &split.train, &split.test);
         if let Ok(secs) = std::fs::read_to_string(file.with_extension("fit")) {
             row.fit = std::time::Duration::from_secs_f64(secs.trim().parse().unwrap_or(0.0));
         }

@@ -21,11 +21,31 @@ pub struct Interaction {
     pub time: i64,
 }
 
-/// The external ids behind the indices, shared by every split of a data set.
+/// The external ids behind the indices, shared by every split of a data set, and the
+/// way back from an id to its index.
 #[derive(Debug, Default)]
 pub struct Ids {
     pub users: Vec<String>,
     pub items: Vec<String>,
+    user_index: HashMap<String, u32>,
+    item_index: HashMap<String, u32>,
+}
+
+impl Ids {
+    pub fn user(&self, external: &str) -> Option<u32> {
+        self.user_index.get(external).copied()
+    }
+
+    pub fn item(&self, external: &str) -> Option<u32> {
+        self.item_index.get(external).copied()
+    }
+
+    fn intern(index: &mut HashMap<String, u32>, names: &mut Vec<String>, name: String) -> u32 {
+        *index.entry(name).or_insert_with_key(|k| {
+            names.push(k.clone());
+            (names.len() - 1) as u32
+        })
+    }
 }
 
 /// A set of interactions, grouped by user (each user's in time order).
@@ -41,19 +61,11 @@ impl Interactions {
     /// From (user, item, rating, time) records with external ids. A pair seen twice
     /// keeps its latest record.
     pub fn from_records(records: impl IntoIterator<Item = (String, String, f32, i64)>) -> Self {
-        let mut users: HashMap<String, u32> = HashMap::new();
-        let mut items: HashMap<String, u32> = HashMap::new();
         let mut ids = Ids::default();
         let mut latest: HashMap<(u32, u32), Interaction> = HashMap::new();
         for (user, item, rating, time) in records {
-            let u = *users.entry(user).or_insert_with_key(|k| {
-                ids.users.push(k.clone());
-                (ids.users.len() - 1) as u32
-            });
-            let i = *items.entry(item).or_insert_with_key(|k| {
-                ids.items.push(k.clone());
-                (ids.items.len() - 1) as u32
-            });
+            let u = Ids::intern(&mut ids.user_index, &mut ids.users, user);
+            let i = Ids::intern(&mut ids.item_index, &mut ids.items, item);
             let row = Interaction { user: u, item: i, rating, time };
             latest
                 .entry((u, i))

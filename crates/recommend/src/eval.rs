@@ -31,102 +31,97 @@ pub struct Row {
     pub users: usize,
 }
 
-/// Scores `model` (fitted on `train`) on `test`.
+/// Scores `model` (fitted on `train`) on `test`: one pass per test user ranks every
+/// item and computes its AUC from the same scores.
 pub fn evaluate(model: &dyn Recommender, train: &Interactions, test: &Interactions) -> Row {
-    let lists = rank_all(model, train, test, KS[1]);
-    score_lists(&model.name(), &lists, train, test, Some(model))
-}
-
-/// Every test user's top `k`, training items removed.
-pub fn rank_all(
-    model: &dyn Recommender,
-    train: &Interactions,
-    test: &Interactions,
-    k: usize,
-) -> Vec<Vec<u32>> {
     let n_items = train.n_items();
-    (0..test.n_users() as u32)
+    let (lists, auc): (Vec<Vec<u32>>, Vec<f64>) = (0..test.n_users() as u32)
         .into_par_iter()
         .map_init(
             || vec![0f32; n_items],
             |scores, u| {
                 if test.user(u).is_empty() {
-                    return Vec::new();
+                    return (Vec::new(), f64::NAN);
                 }
                 model.scores(u, scores);
                 for r in train.user(u) {
                     scores[r.item as usize] = f32::NEG_INFINITY;
                 }
-                top_k(scores, k)
+                let scores = &*scores;
+                let auc = metrics::auc(
+                    scores,
+                    |i| scores[i as usize] > f32::NEG_INFINITY,
+                    &relevant(test, u),
+                );
+                (top_k(scores, KS[1]), auc.unwrap_or(f64::NAN))
             },
         )
-        .collect()
+        .unzip();
+    let mut row = score_lists(&model.name(), &lists, train, test);
+    row.auc = mean(auc.iter().copied());
+    if model.predicts_ratings() {
+        let (mse, rmse) =
+            metrics::mse(test.rows().iter().map(|r| (model.predict(r.user, r.item), r.rating)));
+        (row.mse, row.rmse) = (Some(mse), Some(rmse));
+    }
+    row
 }
 
-/// Averages the metrics of ranked lists (from a model or a peer's file). AUC needs
-/// every item's score, so it is computed only when `model` is given.
+/// The ranking metrics of lists (one per user, best first; from a model or a peer's
+/// file) against `test`. AUC needs every item's score, so it is left unknown (NaN)
+/// here; [`evaluate`] fills it in for a model.
 pub fn score_lists(
     name: &str,
     lists: &[Vec<u32>],
     train: &Interactions,
     test: &Interactions,
-    model: Option<&dyn Recommender>,
 ) -> Row {
-    let n_items = train.n_items();
     let users: Vec<u32> =
         (0..test.n_users() as u32).filter(|&u| !test.user(u).is_empty()).collect();
-    let per_user: Vec<[f64; 6]> = users
+    let per_user: Vec<[f64; 5]> = users
         .par_iter()
-        .map_init(
-            || vec![0f32; n_items],
-            |scores, &u| {
-                let mut relevant: Vec<u32> = test.user(u).iter().map(|r| r.item).collect();
-                relevant.sort_unstable();
-                let ranked = &lists[u as usize];
-                let auc = model.and_then(|m| {
-                    m.scores(u, scores);
-                    let seen: HashSet<u32> = train.user(u).iter().map(|r| r.item).collect();
-                    metrics::auc(scores, |i| !seen.contains(&i), &relevant)
-                });
-                [
-                    metrics::recall(ranked, &relevant, 10),
-                    metrics::recall(ranked, &relevant, 20),
-                    metrics::ndcg(ranked, &relevant, 10),
-                    metrics::ndcg(ranked, &relevant, 20),
-                    metrics::hit_rate(ranked, &relevant, 10),
-                    auc.unwrap_or(f64::NAN),
-                ]
-            },
-        )
+        .map(|&u| {
+            let relevant = relevant(test, u);
+            let ranked = &lists[u as usize];
+            [
+                metrics::recall(ranked, &relevant, 10),
+                metrics::recall(ranked, &relevant, 20),
+                metrics::ndcg(ranked, &relevant, 10),
+                metrics::ndcg(ranked, &relevant, 20),
+                metrics::hit_rate(ranked, &relevant, 10),
+            ]
+        })
         .collect();
-    let mean = |i: usize| {
-        let values: Vec<f64> = per_user.iter().map(|m| m[i]).filter(|v| !v.is_nan()).collect();
-        if values.is_empty() { f64::NAN } else { values.iter().sum::<f64>() / values.len() as f64 }
-    };
+    let column = |i: usize| mean(per_user.iter().map(|m| m[i]));
     let shown: HashSet<u32> =
         users.iter().flat_map(|&u| lists[u as usize].iter().take(10).copied()).collect();
-    let (mse, rmse) = match model {
-        Some(m) if m.predicts_ratings() => {
-            let (mse, rmse) =
-                metrics::mse(test.rows().iter().map(|r| (m.predict(r.user, r.item), r.rating)));
-            (Some(mse), Some(rmse))
-        }
-        _ => (None, None),
-    };
     Row {
         model: name.to_owned(),
-        recall10: mean(0),
-        recall20: mean(1),
-        ndcg10: mean(2),
-        ndcg20: mean(3),
-        hr10: mean(4),
-        auc: mean(5),
-        coverage10: shown.len() as f64 / n_items.max(1) as f64,
-        rmse,
-        mse,
+        recall10: column(0),
+        recall20: column(1),
+        ndcg10: column(2),
+        ndcg20: column(3),
+        hr10: column(4),
+        auc: f64::NAN,
+        coverage10: shown.len() as f64 / train.n_items().max(1) as f64,
+        rmse: None,
+        mse: None,
         fit: Duration::ZERO,
         users: users.len(),
     }
+}
+
+/// A user's held-out items, sorted.
+fn relevant(test: &Interactions, u: u32) -> Vec<u32> {
+    let mut items: Vec<u32> = test.user(u).iter().map(|r| r.item).collect();
+    items.sort_unstable();
+    items
+}
+
+/// The mean of the values that are not NaN (NaN when there are none).
+fn mean(values: impl Iterator<Item = f64>) -> f64 {
+    let (sum, n) = values.filter(|v| !v.is_nan()).fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    if n == 0 { f64::NAN } else { sum / n as f64 }
 }
 
 /// Indices of the `k` highest scores, best first (ties by lower index); items scored

@@ -44,17 +44,14 @@ impl<'a> Server<'a> {
 
     /// The user's index, if the history knows them.
     pub fn user(&self, external: &str) -> Option<u32> {
-        self.history.ids().users.iter().position(|u| u == external).map(|u| u as u32)
+        self.history.ids().user(external)
     }
 
     /// The item's index, or an error naming it.
     pub fn item(&self, external: &str) -> Result<u32, ServeError> {
         self.history
             .ids()
-            .items
-            .iter()
-            .position(|i| i == external)
-            .map(|i| i as u32)
+            .item(external)
             .ok_or_else(|| ServeError::UnknownItem(external.to_owned()))
     }
 

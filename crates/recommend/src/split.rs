@@ -133,10 +133,6 @@ pub fn read_rankings(path: &Path, data: &Interactions) -> Result<Vec<Vec<u32>>, 
     let file = std::fs::File::open(path)
         .map_err(|source| RecommendError::Io { path: path.into(), source })?;
     let ids = data.ids();
-    let users: std::collections::HashMap<&str, u32> =
-        ids.users.iter().enumerate().map(|(i, u)| (u.as_str(), i as u32)).collect();
-    let items: std::collections::HashMap<&str, u32> =
-        ids.items.iter().enumerate().map(|(i, u)| (u.as_str(), i as u32)).collect();
     let mut out = vec![Vec::new(); data.n_users()];
     for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.map_err(|source| RecommendError::Io { path: path.into(), source })?;
@@ -145,11 +141,11 @@ pub fn read_rankings(path: &Path, data: &Interactions) -> Result<Vec<Vec<u32>>, 
         let Some((user, ranked)) = line.split_once('\t') else {
             return Err(bad("expected user<TAB>items".into()));
         };
-        let u = *users.get(user).ok_or_else(|| bad(format!("unknown user {user:?}")))?;
+        let u = ids.user(user).ok_or_else(|| bad(format!("unknown user {user:?}")))?;
         out[u as usize] = ranked
             .split('\t')
             .filter(|i| !i.is_empty())
-            .map(|i| items.get(i).copied().ok_or_else(|| bad(format!("unknown item {i:?}"))))
+            .map(|i| ids.item(i).ok_or_else(|| bad(format!("unknown item {i:?}"))))
             .collect::<Result<_, _>>()?;
     }
     Ok(out)
@@ -236,8 +232,8 @@ mod tests {
         let path = dir.join("peer.tsv");
         std::fs::write(&path, "u1\ti3\ti4\n").unwrap();
         let lists = super::read_rankings(&path, &data).unwrap();
-        let u1 = data.ids().users.iter().position(|u| u == "u1").unwrap();
-        assert_eq!(lists[u1].len(), 2);
+        let u1 = data.ids().user("u1").unwrap();
+        assert_eq!(lists[u1 as usize].len(), 2);
         std::fs::write(&path, "u1\ti3\tnosuchitem\n").unwrap();
         let err = super::read_rankings(&path, &data).unwrap_err().to_string();
         assert!(err.contains("line 1") && err.contains("nosuchitem"), "{err}");

@@ -16,9 +16,10 @@
 //! score of item i for user u is x_uᵀ y_i.
 
 use rayon::prelude::*;
+use shopgraph_embed::exact::dot;
 
 use crate::data::Interactions;
-use crate::model::{Recommender, dot};
+use crate::model::Recommender;
 use crate::split::SplitMix;
 
 #[derive(Clone, Copy, Debug, PartialEq)]

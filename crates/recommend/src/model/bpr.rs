@@ -12,8 +12,10 @@
 
 use std::collections::HashSet;
 
+use shopgraph_embed::exact::dot;
+
 use crate::data::Interactions;
-use crate::model::{Recommender, dot};
+use crate::model::Recommender;
 use crate::split::SplitMix;
 
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -33,18 +33,3 @@ pub trait Recommender: Sync {
         f32::NAN
     }
 }
-
-/// Dot product in eight lanes (vectorises; a plain sum may not be reordered).
-#[inline]
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    const LANES: usize = 8;
-    let mut acc = [0f32; LANES];
-    let (a_main, a_rest) = a.split_at(a.len() / LANES * LANES);
-    let (b_main, b_rest) = b.split_at(a_main.len());
-    for (x, y) in a_main.chunks_exact(LANES).zip(b_main.chunks_exact(LANES)) {
-        for i in 0..LANES {
-            acc[i] = x[i].mul_add(y[i], acc[i]);
-        }
-    }
-    acc.iter().sum::<f32>() + a_rest.iter().zip(b_rest).map(|(x, y)| x * y).sum::<f32>()
-}
