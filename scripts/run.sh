@@ -44,7 +44,14 @@ echo "--- search the demo shop (words and meaning):"
 shopgraph search "something to keep my coffee hot on the way to work" --per-page 3 "${demo[@]}"
 shopgraph search "降噪耳机" --per-page 3 "${demo[@]}"
 shopgraph search "running shoes" --in-stock --max-price 140 --facets --per-page 3 "${demo[@]}"
-echo "--- recommenders on MovieLens-100K, tuned on validation, scored once on test (all data sets and the peers: scripts/bench-recommend.sh):"
-shopgraph eval --dataset ml-100k --data-dir "$cache/data" --splits-dir "$cache/splits"
+echo "--- recommenders on MovieLens-100K, tuned on validation, scored once on test; the generators that train in seconds"
+echo "---  (the sequence and fusion models train for minutes: shopgraph eval; all data sets and the peers: scripts/bench-recommend.sh):"
+shopgraph eval --dataset ml-100k --data-dir "$cache/data" --splits-dir "$cache/splits" \
+    --models pop,knn,ease,als,bpr,content,graph
+echo "--- recommendations with their explanations (EASE ranks, the knowledge graph explains): a user, a guest's session, interests alone:"
+shopgraph recommend --data-dir "$cache/data" --user ml-100k:1 -n 5
+shopgraph recommend --data-dir "$cache/data" --session ml-100k:50,ml-100k:181 --category movies/comedy -n 3
+shopgraph recommend --data-dir "$cache/data" --cache-dir "$cache/splits" --model-dir "$cache/models/all-MiniLM-L6-v2" \
+    --interests "space adventure,romantic comedy=0.5" -n 3
 echo "--- (hybrid search over the whole bookstore embeds its 271k books once, about 15 minutes here:"
 echo "---  shopgraph search \"a boy wizard at boarding school\" --db $db)"

@@ -73,6 +73,25 @@ pub(crate) enum BenchCommand {
         #[arg(long, conflicts_with_all = ["peer_python", "relink"])]
         text_only: bool,
     },
+    /// Recommendations: top-20 latency with filters and explanations, for known users
+    /// and guest sessions, and the fusion model's training time beside ALS's.
+    Recommend {
+        #[arg(long, default_value = "ml-1m", value_parser = ["ml-100k", "ml-1m", "bookcrossing"])]
+        dataset: String,
+        #[arg(long, env = "SHOPGRAPH_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+        #[arg(long, env = "SHOPGRAPH_MODEL_DIR", default_value = ".cache/models/all-MiniLM-L6-v2")]
+        model_dir: PathBuf,
+        /// Where the item vectors are cached.
+        #[arg(long, default_value = ".cache/splits")]
+        cache_dir: PathBuf,
+        /// Fusion training epochs (the cost of a call does not depend on them).
+        #[arg(long, default_value_t = 2)]
+        epochs: usize,
+        /// Calls timed of each kind.
+        #[arg(long, default_value_t = 2_000)]
+        samples: usize,
+    },
     /// Import throughput (rows/s) and peak memory for a whole source, into a new
     /// SQLite file.
     Import {
@@ -161,6 +180,17 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
                 text_only,
             };
             crate::bench_search::run(&index, &options).await?;
+        }
+        BenchCommand::Recommend { dataset, data_dir, model_dir, cache_dir, epochs, samples } => {
+            let options = crate::bench_recommend::Options {
+                dataset,
+                data_dir,
+                model_dir,
+                cache_dir,
+                epochs,
+                samples,
+            };
+            crate::bench_recommend::run(&options)?;
         }
         BenchCommand::Import { source, data_dir } => {
             let dir = source_dir(&source, &data_dir);

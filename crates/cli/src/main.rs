@@ -5,11 +5,13 @@
 //! the compiled-in defaults below; nothing else reads the environment.
 
 mod bench;
+mod bench_recommend;
 mod bench_search;
 mod eval;
 mod events;
 mod graph;
 mod load;
+mod recommend;
 mod search;
 
 use std::path::{Path, PathBuf};
@@ -101,6 +103,9 @@ enum Command {
     Bench(bench::BenchCommand),
     /// Offline evaluation of the recommenders on MovieLens and Book-Crossing: one table.
     Eval(eval::EvalArgs),
+    /// Recommendations with their explanations for a user, a guest's session or stated
+    /// interests, on a public data set.
+    Recommend(recommend::RecommendArgs),
 }
 
 /// OpenBLAS (the encoder's matrix products) picks its kernels by CPU model, and the
@@ -190,6 +195,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Search(args) => search::run(args).await?,
         Command::Bench(command) => bench::run(command).await?,
         Command::Eval(args) => eval::run(&args)?,
+        Command::Recommend(args) => recommend::run(&args)?,
     }
     Ok(())
 }

@@ -15,6 +15,10 @@ const TRANS: i32 = 112;
 
 #[link(name = "openblas")]
 unsafe extern "C" {
+    // LAPACK (bundled in OpenBLAS), Fortran calling convention: every argument by
+    // pointer, column-major.
+    fn spotrf_(uplo: *const u8, n: *const i32, a: *mut f32, lda: *const i32, info: *mut i32);
+    fn spotri_(uplo: *const u8, n: *const i32, a: *mut f32, lda: *const i32, info: *mut i32);
 
     fn cblas_sgemm(
         layout: i32,
@@ -121,9 +125,41 @@ pub(crate) fn add_a_wt(m: usize, n: usize, k: usize, a: &[f32], w: &[f32], c: &m
     );
 }
 
+/// Inverts the symmetric positive-definite `n × n` matrix in `a` in place (Cholesky
+/// factorisation, then the inverse from the factor; LAPACK's `spotrf` and `spotri`).
+/// Returns `Err(k)` when the leading minor of order `k` is not positive.
+pub fn inverse_spd(a: &mut [f32], n: usize) -> Result<(), usize> {
+    assert_eq!(a.len(), n * n, "a is n × n");
+    if n == 0 {
+        return Ok(());
+    }
+    let order = i32::try_from(n).expect("matrix dimension fits in i32");
+    let mut info = 0i32;
+    // Column-major 'L' is row-major 'U'; the matrix is symmetric, so either reads it.
+    // SAFETY: `a` holds n × n floats (checked above) and the leading dimension is n;
+    // the routines read and write only that matrix and `info`.
+    unsafe {
+        spotrf_(&b'L', &order, a.as_mut_ptr(), &order, &mut info);
+        if info == 0 {
+            spotri_(&b'L', &order, a.as_mut_ptr(), &order, &mut info);
+        }
+    }
+    if info != 0 {
+        return Err(info.unsigned_abs() as usize);
+    }
+    // Only the lower triangle (column-major), the upper one row-major, holds the
+    // inverse: mirror it.
+    for r in 0..n {
+        for c in 0..r {
+            a[r * n + c] = a[c * n + r];
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{Layout, add_a_wt, gemm};
+    use super::{Layout, add_a_wt, gemm, inverse_spd};
 
     #[test]
     fn matches_the_naive_product() {
@@ -180,5 +216,30 @@ mod tests {
             0.0,
             (&mut c, Layout::dense(2, 2)),
         );
+    }
+
+    #[test]
+    fn inverts_a_symmetric_positive_definite_matrix() {
+        let n = 4;
+        // A Gram matrix plus the identity: symmetric positive definite.
+        let x: Vec<f32> = (0..n * n).map(|i| ((i * 7 % 5) as f32) - 2.0).collect();
+        let mut a = vec![0f32; n * n];
+        for r in 0..n {
+            for c in 0..n {
+                a[r * n + c] = (0..n).map(|k| x[k * n + r] * x[k * n + c]).sum::<f32>()
+                    + if r == c { 1.0 } else { 0.0 };
+            }
+        }
+        let mut inverse = a.clone();
+        inverse_spd(&mut inverse, n).unwrap();
+        for r in 0..n {
+            for c in 0..n {
+                let product: f32 = (0..n).map(|k| a[r * n + k] * inverse[k * n + c]).sum();
+                let identity = if r == c { 1.0 } else { 0.0 };
+                assert!((product - identity).abs() < 1e-4, "({r}, {c}): {product}");
+            }
+        }
+        let mut singular = vec![1.0f32; 4];
+        assert_eq!(inverse_spd(&mut singular, 2), Err(2));
     }
 }

@@ -18,6 +18,7 @@ mod index;
 
 use std::path::PathBuf;
 
+pub use blas::inverse_spd;
 pub use encoder::{Encoder, MAX_TOKENS};
 pub use hnsw::{HnswParams, Visited};
 pub use index::{DEFAULT_EF, EXACT_MAX_ROWS, FORMAT_VERSION, Method, VectorIndex, text_hash};

@@ -5,15 +5,23 @@
 //!   time), with a validation split carved from training, written to files;
 //! - [`metrics`]: Recall, NDCG, HR, AUC, coverage over full rankings with the seen
 //!   items removed, and MSE/RMSE;
-//! - [`model`]: the candidate generators, each a [`model::Recommender`];
+//! - [`side`]: what items are besides their interactions: a text for BERT, and their
+//!   knowledge-graph edges;
+//! - [`model`]: the candidate generators, each a [`model::Recommender`], the fusion
+//!   model (a profile transformer over BERT, graph and behaviour item vectors:
+//!   [`model::fusion`], with its equations) and the learned ranker over them all
+//!   ([`model::ranker`]);
 //! - [`eval`]: one model on one split, one row of the table;
-//! - [`serve`]: top-N for a shopper with a shop's filters and a fallback for strangers.
+//! - [`serve`]: top-N for a known user, a guest's session or stated interests alone,
+//!   with a shop's filters, a fallback for strangers, and each result's explanation
+//!   (the best graph path, in words).
 
 pub mod data;
 pub mod eval;
 pub mod metrics;
 pub mod model;
 pub mod serve;
+pub mod side;
 pub mod split;
 
 pub use data::Interactions;

@@ -80,11 +80,17 @@ impl Recommender for ItemKnn {
     }
 
     fn scores(&self, user: u32, out: &mut [f32]) {
+        let items: Vec<u32> = self.history.user(user).iter().map(|r| r.item).collect();
+        self.scores_for_session(&items, out);
+    }
+
+    fn scores_for_session(&self, session: &[u32], out: &mut [f32]) -> bool {
         out.fill(0.0);
-        for r in self.history.user(user) {
-            for &(j, s) in &self.neighbours[r.item as usize] {
+        for &i in session {
+            for &(j, s) in &self.neighbours[i as usize] {
                 out[j as usize] += s;
             }
         }
+        true
     }
 }
