@@ -122,3 +122,85 @@ fn content_graph_and_fusion_rows_come_out_of_the_real_pipeline() {
     // The item vectors were written beside the split, for the next run.
     assert!(splits.path().join("ml-100k-random/item-vectors.f32").is_file());
 }
+
+fn recommend(args: &[&str]) -> (bool, String, String) {
+    let out = shopgraph()
+        .arg("recommend")
+        .args(["--data-dir", &data_dir()])
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// The storefront's call from the terminal: explanations in words for a known user and
+/// a guest, the popular fallback for a stranger (said, not hidden), and bad input
+/// refused with what was wrong.
+#[test]
+fn recommend_explains_falls_back_and_refuses_bad_input() {
+    let (ok, out, err) = recommend(&["--user", "ml-100k:1", "-n", "5"]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("personal for ml-100k:1:"), "{out}");
+    let explanations: Vec<&str> =
+        out.lines().filter(|l| l.starts_with("     ")).map(str::trim).collect();
+    assert_eq!(explanations.len(), 5, "{out}");
+    assert!(
+        explanations.iter().all(|e| e.starts_with("Same ")
+            || e.starts_with("In ")
+            || e.starts_with("From the ")
+            || e.starts_with("Shoppers who chose")),
+        "{out}"
+    );
+
+    let (ok, out, err) = recommend(&[
+        "--session",
+        "ml-100k:50,ml-100k:181",
+        "--category",
+        "movies/comedy",
+        "-n",
+        "3",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("from this session"), "{out}");
+
+    // Interests alone: the content generator on the interests' BERT vectors.
+    let cache = tempfile::tempdir().unwrap();
+    let model_dir =
+        std::path::Path::new(&data_dir()).parent().unwrap().join("models/all-MiniLM-L6-v2");
+    let (ok, out, err) = recommend(&[
+        "--interests",
+        "science fiction in space=1,romance=0.5",
+        "-n",
+        "3",
+        "--model-dir",
+        model_dir.to_str().unwrap(),
+        "--cache-dir",
+        cache.path().to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("from stated interests"), "{out}");
+    assert!(out.contains("Matches your interest in science fiction in space"), "{out}");
+    let (ok, _, err) = recommend(&["--interests", "romance=lots"]);
+    assert!(!ok && err.contains("the weight after = is not a number"), "{err}");
+
+    let (ok, out, err) = recommend(&["--user", "nobody", "-n", "3"]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("popular (nothing known about the shopper)"), "{out}");
+    assert!(err.contains("\"nobody\" is not a user of ml-100k"), "{err}");
+
+    for (args, message) in [
+        (&["--user", "ml-100k:1", "-n", "0"][..], "n must be between 1 and 100, got 0"),
+        (&["--user", "ml-100k:1", "-n", "101"][..], "n must be between 1 and 100, got 101"),
+        (&["--session", "ml-100k:1,no-such-movie"][..], "unknown item \"no-such-movie\""),
+        (&["--user", "ml-100k:1", "--category", "movies/nope"][..], "no category \"movies/nope\""),
+    ] {
+        let (ok, _, err) = recommend(args);
+        assert!(!ok, "{args:?} was accepted");
+        assert!(err.contains(message), "{args:?}: {err}");
+    }
+}

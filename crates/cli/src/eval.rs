@@ -17,15 +17,15 @@ use shopgraph_recommend::eval::{Row, evaluate, score_lists};
 use shopgraph_recommend::model::{
     Als, AlsParams, Bpr, BprParams, Content, ContentParams, Ease, EaseParams, Fusion, FusionParams,
     Graph, GraphParams, ItemFeatures, ItemKnn, ItemKnnParams, Objective, Popularity,
-    PopularityParams, Ranker, RankerParams, RankerWeights,
+    PopularityParams, Ranker, RankerParams, RankerWeights, RatingMf, RatingParams,
 };
 use shopgraph_recommend::side::ItemSide;
 use shopgraph_recommend::split::{Protocol, read_rankings};
 use shopgraph_recommend::{Interactions, Recommender, Split};
 
 /// The models `--models` can pick, in table order.
-const MODELS: [&str; 9] =
-    ["pop", "knn", "ease", "als", "bpr", "content", "graph", "sequence", "fusion"];
+const MODELS: [&str; 10] =
+    ["pop", "knn", "ease", "als", "bpr", "content", "graph", "sequence", "fusion", "rating"];
 
 #[derive(Args)]
 pub(crate) struct EvalArgs {
@@ -101,9 +101,12 @@ pub(crate) fn run(args: &EvalArgs) -> anyhow::Result<()> {
         if args.peers {
             rows.extend(peers(&dir, &split)?);
         }
-        out.push_str(&table(name, &protocol, &data, &rows));
+        // Each table as soon as it is done: the whole run takes an hour or more.
+        crate::report(table(name, &protocol, &data, &rows).trim_end());
     }
-    crate::report(out.trim_end());
+    if !out.is_empty() {
+        crate::report(out.trim_end());
+    }
     Ok(())
 }
 
@@ -297,7 +300,36 @@ fn ours(
     if wanted("fusion") {
         rows.push(ranked(split, &models)?);
     }
+    let explicit = split.train.rows().iter().any(|r| r.rating != split.train.rows()[0].rating);
+    if wanted("rating") && explicit {
+        rows.push(rating_model(split));
+    }
     Ok(rows)
+}
+
+/// The rating model, tuned by RMSE on the validation part.
+fn rating_model(split: &Split) -> Row {
+    let mut best: Option<(f64, RatingParams)> = None;
+    for factors in [50, 100] {
+        for regularization in [0.02, 0.05] {
+            let params = RatingParams { factors, regularization, ..RatingParams::default() };
+            let model = RatingMf::fit(&split.fit, params);
+            let (_, rmse) = shopgraph_recommend::metrics::mse(
+                split.valid.rows().iter().map(|r| (model.predict(r.user, r.item), r.rating)),
+            );
+            tracing::debug!("{} on validation: RMSE {rmse:.4}", model.name());
+            if best.is_none_or(|(b, _)| rmse < b) {
+                best = Some((rmse, params));
+            }
+        }
+    }
+    let (_, params) = best.expect("a grid");
+    let started = Instant::now();
+    let model = RatingMf::fit(&split.train, params);
+    let fit_time = started.elapsed();
+    let mut row = evaluate(&model, &split.train, &split.test);
+    row.fit = fit_time;
+    row
 }
 
 /// The generators the ranker reads, where they were evaluated.
@@ -387,7 +419,59 @@ fn peers(dir: &Path, split: &Split) -> anyhow::Result<Vec<Row>> {
         }
         rows.push(row);
     }
+    // Rating predictions for the test rows: `<name>.ratings`, `user item predicted`.
+    let ratings = peers.join("cornac-MF.ratings");
+    if ratings.is_file() {
+        rows.push(peer_ratings(&ratings, split)?);
+    }
     Ok(rows)
+}
+
+/// A peer's rating predictions scored for MSE/RMSE; a test row it did not predict
+/// counts as an error (NaN), not as a pass.
+fn peer_ratings(path: &Path, split: &Split) -> anyhow::Result<Row> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let ids = split.train.ids();
+    let mut predicted = std::collections::HashMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        let [u, i, p] = fields[..] else {
+            anyhow::bail!("{} line {}: expected user, item, rating", path.display(), n + 1);
+        };
+        let (Some(u), Some(i), Ok(p)) = (ids.user(u), ids.item(i), p.parse::<f32>()) else {
+            anyhow::bail!(
+                "{} line {}: unknown user or item, or not a number",
+                path.display(),
+                n + 1
+            );
+        };
+        predicted.insert((u, i), p);
+    }
+    let pairs = split
+        .test
+        .rows()
+        .iter()
+        .map(|r| (predicted.get(&(r.user, r.item)).copied().unwrap_or(f32::NAN), r.rating));
+    let (mse, rmse) = shopgraph_recommend::metrics::mse(pairs);
+    let nan = f64::NAN;
+    let mut row = Row {
+        model: "peer: cornac-MF (ratings only)".into(),
+        recall10: nan,
+        recall20: nan,
+        ndcg10: nan,
+        ndcg20: nan,
+        hr10: nan,
+        auc: nan,
+        coverage10: nan,
+        rmse: Some(rmse),
+        mse: Some(mse),
+        ..Row::default()
+    };
+    if let Ok(secs) = std::fs::read_to_string(path.with_extension("fit")) {
+        row.fit = std::time::Duration::from_secs_f64(secs.trim().parse().unwrap_or(0.0));
+    }
+    Ok(row)
 }
 
 fn table(name: &str, protocol: &Protocol, data: &Interactions, rows: &[Row]) -> String {
@@ -399,7 +483,7 @@ fn table(name: &str, protocol: &Protocol, data: &Interactions, rows: &[Row]) -> 
         data.len()
     );
     out.push_str(&format!(
-        "  {:<44} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7} {:>7} {:>8}\n",
+        "  {:<72} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7} {:>7} {:>8}\n",
         "model",
         "Recall10",
         "Recall20",
@@ -414,7 +498,7 @@ fn table(name: &str, protocol: &Protocol, data: &Interactions, rows: &[Row]) -> 
     let value = |v: f64| if v.is_nan() { "—".to_owned() } else { format!("{v:.4}") };
     for r in rows {
         out.push_str(&format!(
-            "  {:<44} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7} {:>7} {:>8.2}\n",
+            "  {:<72} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7} {:>7} {:>8.2}\n",
             r.model,
             value(r.recall10),
             value(r.recall20),

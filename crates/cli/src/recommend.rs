@@ -52,6 +52,25 @@ pub(crate) struct RecommendArgs {
 }
 
 pub(crate) fn run(args: &RecommendArgs) -> anyhow::Result<()> {
+    // Input first: a typo in an interest should not wait for the data to load.
+    let mut parsed = Vec::new();
+    for interest in &args.interests {
+        let (subject, weight) = match interest.rsplit_once('=') {
+            Some((s, w)) => {
+                let w: f32 = w.trim().parse().with_context(|| {
+                    format!("interest {interest:?}: the weight after = is not a number")
+                })?;
+                anyhow::ensure!(
+                    w.is_finite() && w > 0.0,
+                    "interest {interest:?}: the weight must be positive"
+                );
+                (s.trim(), w)
+            }
+            None => (interest.trim(), 1.0),
+        };
+        anyhow::ensure!(!subject.is_empty(), "an interest is empty");
+        parsed.push((subject.to_owned(), weight));
+    }
     let (data, side) = crate::eval::load(&args.dataset, &args.data_dir)?;
     let popular = Popularity::fit(&data, PopularityParams { half_life_days: None });
     let knn = ItemKnn::fit(&data, ItemKnnParams { neighbours: 100, shrink: 10.0 });
@@ -74,23 +93,9 @@ pub(crate) fn run(args: &RecommendArgs) -> anyhow::Result<()> {
         let vectors = Arc::new(crate::eval::item_vectors(&side, &args.model_dir, &dir)?);
         let encoder = Encoder::load(&args.model_dir)
             .with_context(|| format!("loading the encoder from {}", args.model_dir.display()))?;
-        for interest in &args.interests {
-            let (subject, weight) = match interest.rsplit_once('=') {
-                Some((s, w)) => {
-                    let w: f32 = w.trim().parse().with_context(|| {
-                        format!("interest {interest:?}: the weight after = is not a number")
-                    })?;
-                    anyhow::ensure!(
-                        w.is_finite() && w > 0.0,
-                        "interest {interest:?}: the weight must be positive"
-                    );
-                    (s.trim(), w)
-                }
-                None => (interest.trim(), 1.0),
-            };
-            anyhow::ensure!(!subject.is_empty(), "an interest is empty");
-            interest_vectors.push((encoder.encode(&[subject])?, weight));
-            interest_names.push(subject.to_owned());
+        for (subject, weight) in parsed {
+            interest_vectors.push((encoder.encode(&[subject.as_str()])?, weight));
+            interest_names.push(subject);
         }
         Some(Content::fit(&data, vectors, 384, ContentParams { half_life: None }))
     };

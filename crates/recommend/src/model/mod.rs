@@ -1,7 +1,8 @@
 //! Candidate generators. Each is fitted on a set of [`Interactions`] and then scores
 //! every item for a user it was fitted with (and, most of them, for a guest's session).
 //!
-//! - behaviour: [`popularity`], [`item_knn`], [`ease`], [`als`], [`bpr`];
+//! - behaviour: [`popularity`], [`item_knn`], [`ease`], [`als`], [`bpr`]; ratings:
+//!   [`rating`];
 //! - what items are: [`content`] (BERT vectors), [`graph`] (knowledge-graph paths);
 //! - order: [`fusion`] with ids only is the sequence generator (SASRec);
 //! - the fusion model: [`fusion`] with BERT, graph and event kinds, and [`ranker`],
@@ -18,6 +19,7 @@ pub mod graph;
 pub mod item_knn;
 pub mod popularity;
 pub mod ranker;
+pub mod rating;
 
 pub use als::{Als, AlsParams};
 pub use bpr::{Bpr, BprParams};
@@ -28,6 +30,7 @@ pub use graph::{Graph, GraphParams};
 pub use item_knn::{ItemKnn, ItemKnnParams};
 pub use popularity::{Popularity, PopularityParams};
 pub use ranker::{Ranker, RankerParams, RankerWeights};
+pub use rating::{RatingMf, RatingParams};
 
 /// A fitted model.
 pub trait Recommender: Sync {
