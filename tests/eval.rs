@@ -14,9 +14,18 @@ fn data_dir() -> String {
     cache.join("data").display().to_string()
 }
 
+fn model_dir() -> String {
+    let data = PathBuf::from(data_dir());
+    data.parent().unwrap().join("models/all-MiniLM-L6-v2").display().to_string()
+}
+
 fn eval(args: &[&str]) -> (bool, String, String) {
-    let out =
-        shopgraph().arg("eval").args(["--data-dir", &data_dir()]).args(args).output().unwrap();
+    let out = shopgraph()
+        .arg("eval")
+        .args(["--data-dir", &data_dir(), "--model-dir", &model_dir()])
+        .args(args)
+        .output()
+        .unwrap();
     (
         out.status.success(),
         String::from_utf8(out.stdout).unwrap(),
@@ -170,15 +179,14 @@ fn recommend_explains_falls_back_and_refuses_bad_input() {
 
     // Interests alone: the content generator on the interests' BERT vectors.
     let cache = tempfile::tempdir().unwrap();
-    let model_dir =
-        std::path::Path::new(&data_dir()).parent().unwrap().join("models/all-MiniLM-L6-v2");
+    let model_dir = model_dir();
     let (ok, out, err) = recommend(&[
         "--interests",
         "science fiction in space=1,romance=0.5",
         "-n",
         "3",
         "--model-dir",
-        model_dir.to_str().unwrap(),
+        &model_dir,
         "--cache-dir",
         cache.path().to_str().unwrap(),
     ]);
