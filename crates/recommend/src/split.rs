@@ -174,7 +174,7 @@ impl SplitMix {
     }
 }
 
-fn shuffle<T>(items: &mut [T], rng: &mut SplitMix) {
+pub(crate) fn shuffle<T>(items: &mut [T], rng: &mut SplitMix) {
     for i in (1..items.len()).rev() {
         items.swap(i, rng.below(i + 1));
     }

@@ -64,7 +64,7 @@ use crate::data::Interactions;
 use crate::eval::evaluate;
 use crate::model::Recommender;
 use crate::side::ItemSide;
-use crate::split::SplitMix;
+use crate::split::{SplitMix, shuffle};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct FusionParams {
@@ -367,12 +367,6 @@ fn sequence(data: &Interactions, user: u32, n: usize) -> Vec<(u32, u8)> {
 fn kind(rating: f32) -> u8 {
     let stars = if rating > 5.0 { rating / 2.0 } else { rating };
     if stars > 0.0 { (stars.round() as u8).clamp(1, 5) } else { 0 }
-}
-
-fn shuffle<T>(items: &mut [T], rng: &mut SplitMix) {
-    for i in (1..items.len()).rev() {
-        items.swap(i, rng.below(i + 1));
-    }
 }
 
 fn normal(rng: &mut SplitMix, n: usize, std: f32) -> Vec<f32> {

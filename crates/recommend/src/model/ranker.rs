@@ -25,7 +25,7 @@ use candle_nn::{AdamW, Linear, Optimizer, ParamsAdamW};
 
 use crate::data::Interactions;
 use crate::model::Recommender;
-use crate::split::SplitMix;
+use crate::split::{SplitMix, shuffle};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RankerParams {
@@ -124,9 +124,7 @@ impl RankerWeights {
         )?;
         let mut order: Vec<usize> = (0..examples.len()).collect();
         for epoch in 0..params.epochs {
-            for i in (1..order.len()).rev() {
-                order.swap(i, rng.below(i + 1));
-            }
+            shuffle(&mut order, &mut rng);
             let mut total = 0.0;
             for chunk in order.chunks(64) {
                 let mut losses = Vec::with_capacity(chunk.len());
