@@ -136,7 +136,11 @@ pub fn attributes_text(json: &str) -> String {
     fn walk(value: &serde_json::Value, out: &mut Vec<String>) {
         match value {
             serde_json::Value::Object(map) => {
-                for (k, v) in map {
+                // Keys in sorted order whichever map serde_json was built with (the
+                // LLM crates turn on its insertion-order map): one text per product.
+                let mut entries: Vec<_> = map.iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+                for (k, v) in entries {
                     out.push(k.replace('_', " "));
                     walk(v, out);
                 }
