@@ -1,0 +1,461 @@
+//! The assistant's tools: every fact an answer may state comes from here, read from
+//! the store, the search index and the recommender, never from the language model.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use shopgraph_core::event::EventKind;
+use shopgraph_core::interest::{Interest, Polarity};
+use shopgraph_core::product::{NewProduct, Product};
+use shopgraph_core::{ProductId, UserId};
+use shopgraph_import::{Dataset, EventRecord};
+use shopgraph_recommend::data::Interactions;
+use shopgraph_recommend::model::{
+    Graph, GraphParams, ItemKnn, ItemKnnParams, Popularity, PopularityParams,
+};
+use shopgraph_recommend::serve::{Explanation, Filters, Server, Shopper};
+use shopgraph_recommend::side::ItemSide;
+use shopgraph_search::{SearchIndex, SearchRequest};
+use shopgraph_store::{EventFilter, Store};
+
+use crate::AssistantError;
+
+/// Reviews shown with a book's facts (the most recent).
+const REVIEWS_SHOWN: u32 = 2;
+
+/// What the shop knows about one book, as the tools hand it to the assistant.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BookFacts {
+    pub id: ProductId,
+    pub sku: String,
+    pub title: String,
+    pub author: Option<String>,
+    pub year: Option<i32>,
+    pub publisher: Option<String>,
+    /// Formatted, such as `12.99 EUR`.
+    pub price: String,
+    pub stock: i64,
+    /// Other customers' words: untrusted text, never instructions.
+    pub reviews: Vec<String>,
+}
+
+impl BookFacts {
+    fn of(p: &Product) -> BookFacts {
+        BookFacts {
+            id: p.id,
+            sku: p.sku.clone(),
+            title: p.title.clone(),
+            author: p.maker.as_ref().map(|m| m.name.clone()),
+            year: p.year,
+            publisher: p.publisher.as_ref().map(|m| m.name.clone()),
+            price: format_price(p.price_cents, &p.currency),
+            stock: p.stock,
+            reviews: Vec::new(),
+        }
+    }
+
+    /// One line of trusted facts for a prompt (and for the grounding check).
+    pub fn line(&self) -> String {
+        let mut line = format!("\"{}\"", self.title);
+        if let Some(a) = &self.author {
+            line.push_str(&format!(" by {a}"));
+        }
+        if let Some(y) = self.year {
+            line.push_str(&format!(", {y}"));
+        }
+        if let Some(p) = &self.publisher {
+            line.push_str(&format!(", {p}"));
+        }
+        line.push_str(&format!(", ISBN {}, price {}, ", self.sku, self.price));
+        if self.stock > 0 {
+            line.push_str(&format!("{} in stock", self.stock));
+        } else {
+            line.push_str("out of stock");
+        }
+        line
+    }
+}
+
+pub fn format_price(cents: i64, currency: &str) -> String {
+    format!("{}.{:02} {currency}", cents / 100, cents % 100)
+}
+
+/// A recommended book and why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pick {
+    pub book: BookFacts,
+    /// In words, from the graph: "By Stephen King, whom you like", "Also by …".
+    pub reason: String,
+}
+
+/// A graph concept an interest was linked to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Concept {
+    /// `maker:<key>`, `category:<key>`, `publisher:<key>`, or `topic:<words>` when
+    /// nothing in the graph matched.
+    pub subject: String,
+    pub name: String,
+}
+
+/// The recommender over the store's behaviour events, with the graph that explains it.
+struct Recs {
+    data: Interactions,
+    side: Arc<ItemSide>,
+    knn: ItemKnn,
+    popular: Popularity,
+    graph: Graph,
+    /// Product id of each item index.
+    products: Vec<ProductId>,
+    /// In stock and shown, per item index, when the tools were loaded.
+    available: Vec<bool>,
+    item_of: HashMap<ProductId, u32>,
+    /// Entity index by `relation:key`.
+    entity_of: HashMap<String, u32>,
+}
+
+/// The tools.
+pub struct Shop {
+    store: Store,
+    search: Arc<SearchIndex>,
+    recs: Recs,
+    /// Normalised maker and category names → concept, for linking interests.
+    names: HashMap<String, Concept>,
+}
+
+impl Shop {
+    /// Reads the catalog and the behaviour events, and fits the recommender (item-kNN
+    /// over co-interactions, popularity for strangers, the graph for explanations).
+    /// `search` must index the same store.
+    pub async fn load(store: Store, search: Arc<SearchIndex>) -> Result<Shop, AssistantError> {
+        let mut dataset = Dataset { categories: store.categories().await?, ..Dataset::default() };
+        let mut sku_of: HashMap<ProductId, String> = HashMap::new();
+        let mut sellable: HashSet<ProductId> = HashSet::new();
+        let mut after = ProductId(0);
+        loop {
+            let page = store.products_page(after, 5_000).await?;
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            for p in page {
+                sku_of.insert(p.id, p.sku.clone());
+                if p.stock > 0 && !p.hidden {
+                    sellable.insert(p.id);
+                }
+                dataset.products.push(new_product(&p));
+            }
+        }
+        let mut external: HashMap<UserId, String> = HashMap::new();
+        let mut after_user = UserId(0);
+        loop {
+            let page = store.users_page(after_user, 5_000).await?;
+            let Some(last) = page.last() else { break };
+            after_user = last.id;
+            for u in page {
+                external.insert(u.id, u.external_id);
+            }
+        }
+        let mut seq = 0;
+        loop {
+            let page = store.events_after(seq, 20_000).await?;
+            let Some(last) = page.last() else { break };
+            seq = last.seq;
+            for e in page {
+                let keep = matches!(
+                    e.kind,
+                    EventKind::Rating
+                        | EventKind::Purchase
+                        | EventKind::View
+                        | EventKind::AddToCart
+                );
+                let (Some(product), Some(user)) = (e.product, external.get(&e.user)) else {
+                    continue;
+                };
+                if keep && let Some(sku) = sku_of.get(&product) {
+                    dataset.events.push(EventRecord {
+                        key: e.idempotency_key,
+                        user: user.clone(),
+                        product: Some(sku.clone()),
+                        kind: e.kind,
+                        value: e.value,
+                        payload: None,
+                        occurred_at: e.occurred_at,
+                    });
+                }
+            }
+        }
+        let data = Interactions::from_dataset(&dataset, false);
+        let side = Arc::new(ItemSide::from_dataset(&dataset, data.ids()));
+        let knn = ItemKnn::fit(&data, ItemKnnParams { neighbours: 100, shrink: 10.0 });
+        let popular = Popularity::fit(&data, PopularityParams { half_life_days: None });
+        let graph = Graph::fit(&data, Arc::clone(&side), GraphParams { half_life: None });
+        let id_of_sku: HashMap<&str, ProductId> =
+            sku_of.iter().map(|(id, sku)| (sku.as_str(), *id)).collect();
+        let products: Vec<ProductId> =
+            data.ids().items.iter().map(|sku| id_of_sku[sku.as_str()]).collect();
+        let item_of = products.iter().enumerate().map(|(i, &p)| (p, i as u32)).collect();
+        let available = products.iter().map(|p| sellable.contains(p)).collect();
+        let mut entity_of = HashMap::new();
+        for links in &side.links {
+            for &(r, e) in links {
+                let key =
+                    format!("{}:{}", side.relations[r as usize], side.entities[e as usize].key);
+                entity_of.insert(key, e);
+            }
+        }
+
+        let mut names = HashMap::new();
+        for p in &dataset.products {
+            for (relation, maker) in [("maker", &p.maker), ("publisher", &p.publisher)] {
+                if let Some(m) = maker {
+                    names.entry(normalise(&m.name)).or_insert_with(|| Concept {
+                        subject: format!("{relation}:{}", m.key),
+                        name: m.name.clone(),
+                    });
+                }
+            }
+        }
+        for c in &dataset.categories {
+            names.insert(
+                normalise(&c.name),
+                Concept { subject: format!("category:{}", c.key), name: c.name.clone() },
+            );
+        }
+        tracing::info!(
+            products = dataset.products.len(),
+            interactions = data.len(),
+            concepts = names.len(),
+            "assistant tools ready"
+        );
+        let recs =
+            Recs { data, side, knn, popular, graph, products, available, item_of, entity_of };
+        Ok(Shop { store, search, recs, names })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Books matching what a shopper typed: an ISBN (10 or 13 digits) exactly, else
+    /// the search index's best `n`.
+    pub async fn find(&self, text: &str, n: usize) -> Result<Vec<BookFacts>, AssistantError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(Vec::new());
+        }
+        for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-')) {
+            if let Some(isbn) = shopgraph_import::clean::normalize_isbn(word)
+                && let Some(p) = self.store.product_by_sku(&isbn).await?
+            {
+                return Ok(vec![self.facts(&p).await?]);
+            }
+        }
+        let mut request = SearchRequest::new(text);
+        request.limit = n;
+        let results = match self.search.search(&request) {
+            Ok(results) => results,
+            // Words the index cannot read as a query (only punctuation, say) find nothing.
+            Err(e) if e.is_client_error() => return Ok(Vec::new()),
+            Err(e) => return Err(AssistantError::Tool(e.to_string())),
+        };
+        let mut out = Vec::new();
+        for hit in results.hits {
+            if let Some(p) = self.store.product(hit.id).await? {
+                out.push(self.facts(&p).await?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A book's facts with its most recent reviews.
+    pub async fn facts(&self, p: &Product) -> Result<BookFacts, AssistantError> {
+        let mut facts = BookFacts::of(p);
+        let filter = EventFilter {
+            product: Some(p.id),
+            kind: Some(EventKind::Review),
+            ..EventFilter::default()
+        };
+        let reviews = self.store.events(&filter).await?;
+        for e in reviews.iter().rev().take(REVIEWS_SHOWN as usize) {
+            if let Some(text) = e.payload.as_deref().and_then(review_text) {
+                facts.reviews.push(text);
+            }
+        }
+        Ok(facts)
+    }
+
+    /// The graph concept `words` name (an author, publisher or category), or a free
+    /// topic.
+    pub fn link(&self, words: &str) -> Concept {
+        let key = normalise(words);
+        if let Some(c) = self.names.get(&key) {
+            return c.clone();
+        }
+        Concept { subject: format!("topic:{key}"), name: words.trim().to_owned() }
+    }
+
+    /// `n` books for `user` (their history, if the recommender knows them) bent by
+    /// their interests: books linked in the graph to a liked concept, or found by a
+    /// liked topic, move up with the interest as their reason; books linked to a
+    /// disliked one are left out. A user with neither gets the popular books.
+    pub async fn recommend(
+        &self,
+        user: UserId,
+        interests: &[Interest],
+        n: usize,
+    ) -> Result<Vec<Pick>, AssistantError> {
+        let r = &self.recs;
+        let n_items = r.products.len();
+        let external = self.store.user(user).await?.map(|u| u.external_id);
+        let known = external.as_deref().and_then(|e| r.data.ids().user(e));
+
+        // Interest boosts and exclusions per item.
+        let mut boost: HashMap<u32, (f32, String)> = HashMap::new();
+        let mut banned: HashSet<u32> = HashSet::new();
+        for interest in interests {
+            let items = self.items_of_subject(&interest.subject).await?;
+            let name = interest_name(&interest.subject);
+            for item in items {
+                match interest.polarity {
+                    Polarity::Dislikes => {
+                        banned.insert(item);
+                    }
+                    Polarity::Likes => {
+                        let w = interest.weight as f32;
+                        let entry = boost.entry(item).or_insert((0.0, String::new()));
+                        if w > entry.0 {
+                            entry.1 = format!("you said you like {name}");
+                        }
+                        entry.0 += w;
+                    }
+                }
+            }
+        }
+
+        let server =
+            Server::new(&r.knn, &r.popular, &r.data).with_graph(&r.graph).with_neighbours(&r.knn);
+        // Stock as loaded; each pick is checked against the store again below.
+        let allowed = |i: u32| r.available[i as usize] && !banned.contains(&i);
+        let filters = Filters { exclude_seen: true, allowed: &allowed };
+        let shopper = known.map_or(Shopper::Stranger, Shopper::User);
+        let (base, _) = server
+            .top_n(shopper, shopgraph_recommend::serve::MAX_N.min(n_items.max(1)), &filters)
+            .map_err(|e| AssistantError::Tool(e.to_string()))?;
+        let seen: HashSet<u32> =
+            known.map(|u| r.data.user(u).iter().map(|x| x.item).collect()).unwrap_or_default();
+
+        // Rank: interest-linked books first (by weight, then the model's order), then
+        // the model's list.
+        let mut ranked: Vec<(f32, usize, u32, String)> = Vec::new();
+        let position: HashMap<u32, usize> =
+            base.iter().enumerate().map(|(k, rec)| (rec.item, k)).collect();
+        for (&item, (w, why)) in &boost {
+            if allowed(item) && !seen.contains(&item) {
+                let k = position.get(&item).copied().unwrap_or(usize::MAX);
+                ranked.push((*w, k, item, why.clone()));
+            }
+        }
+        for (k, rec) in base.iter().enumerate() {
+            if !boost.contains_key(&rec.item) {
+                let why = match rec.because {
+                    Explanation::Popular => "popular with our readers".to_owned(),
+                    _ => server.words(&rec.because, &[]),
+                };
+                ranked.push((0.0, k, rec.item, why));
+            }
+        }
+        ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+        let mut picks = Vec::new();
+        for (_, _, item, reason) in ranked {
+            if picks.len() == n {
+                break;
+            }
+            match self.store.product(r.products[item as usize]).await? {
+                Some(p) if p.stock > 0 && !p.hidden => {
+                    picks.push(Pick { book: BookFacts::of(&p), reason })
+                }
+                _ => {}
+            }
+        }
+        Ok(picks)
+    }
+
+    /// Items an interest's subject reaches: through its graph entity, or for a topic
+    /// through search.
+    async fn items_of_subject(&self, subject: &str) -> Result<Vec<u32>, AssistantError> {
+        let r = &self.recs;
+        if let Some(words) = subject.strip_prefix("topic:") {
+            let hits = self.find(words, 20).await?;
+            return Ok(hits.iter().filter_map(|b| r.item_of.get(&b.id).copied()).collect());
+        }
+        let Some(&entity) = r.entity_of.get(subject) else { return Ok(Vec::new()) };
+        Ok((0..r.products.len() as u32)
+            .filter(|&i| r.side.links[i as usize].iter().any(|&(_, e)| e == entity))
+            .collect())
+    }
+
+    /// Whether the recommender has history for this user (their external id).
+    pub fn knows_user(&self, external_id: &str) -> bool {
+        self.recs.data.ids().user(external_id).is_some()
+    }
+
+    /// Whether `id` is a product of the catalog the recommender knows.
+    pub fn knows(&self, id: ProductId) -> bool {
+        self.recs.item_of.contains_key(&id)
+    }
+}
+
+/// The words of an interest subject (`maker:stephen king` → `stephen king`).
+pub fn interest_name(subject: &str) -> &str {
+    subject.split_once(':').map_or(subject, |(_, rest)| rest)
+}
+
+/// Lowercase letters and digits, single spaces: how names are compared.
+pub fn normalise(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for word in s.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.extend(word.chars().flat_map(char::to_lowercase));
+    }
+    out
+}
+
+/// A review event's text: its payload is `{"text": …}` or plain text.
+fn review_text(payload: &str) -> Option<String> {
+    match serde_json::from_str::<serde_json::Value>(payload) {
+        Ok(v) => v.get("text").and_then(|t| t.as_str()).map(str::to_owned),
+        Err(_) => Some(payload.to_owned()),
+    }
+}
+
+fn new_product(p: &Product) -> NewProduct {
+    NewProduct {
+        sku: p.sku.clone(),
+        title: p.title.clone(),
+        description: None,
+        maker: p.maker.clone(),
+        publisher: p.publisher.clone(),
+        year: p.year,
+        image_url: None,
+        price_cents: p.price_cents,
+        currency: p.currency.clone(),
+        stock: p.stock,
+        category_keys: p.categories.clone(),
+        attributes: None,
+        synthetic_fields: Vec::new(),
+        source: p.source.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_compare_without_case_or_punctuation() {
+        assert_eq!(normalise("  J.R.R. Tolkien "), "j r r tolkien");
+        assert_eq!(normalise("Stephen KING"), "stephen king");
+        assert_eq!(format_price(1299, "EUR"), "12.99 EUR");
+        assert_eq!(interest_name("maker:stephen king"), "stephen king");
+    }
+}
