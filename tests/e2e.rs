@@ -5,6 +5,7 @@
 
 mod support;
 
+mod chat;
 mod eval;
 mod events;
 mod graph;

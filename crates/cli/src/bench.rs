@@ -92,6 +92,22 @@ pub(crate) enum BenchCommand {
         #[arg(long, default_value_t = 2_000)]
         samples: usize,
     },
+    /// The language models: load time, prompt and decode speed, time to the first
+    /// token, through mistral.rs and (with --peer-python) llama.cpp on the same files.
+    Llm {
+        /// GGUF files (both fetched models by default).
+        #[arg(long, value_delimiter = ',', default_values = [
+            ".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf",
+            ".cache/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        ])]
+        models: Vec<PathBuf>,
+        /// A Python with llama-cpp-python (`scripts/bench-llm.sh` makes one).
+        #[arg(long)]
+        peer_python: Option<PathBuf>,
+        /// Tokens generated a probe.
+        #[arg(long, default_value_t = 48)]
+        max_tokens: usize,
+    },
     /// Import throughput (rows/s) and peak memory for a whole source, into a new
     /// SQLite file.
     Import {
@@ -191,6 +207,10 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
                 samples,
             };
             crate::bench_recommend::run(&options)?;
+        }
+        BenchCommand::Llm { models, peer_python, max_tokens } => {
+            let options = crate::bench_llm::Options { models, peer_python, max_tokens };
+            crate::bench_llm::run(&options).await?;
         }
         BenchCommand::Import { source, data_dir } => {
             let dir = source_dir(&source, &data_dir);

@@ -28,6 +28,7 @@ const MODELS: [&str; 10] =
     ["pop", "knn", "ease", "als", "bpr", "content", "graph", "sequence", "fusion", "rating"];
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub(crate) struct EvalArgs {
     /// Where the data sets are (`scripts/setup.sh` puts them there).
     #[arg(long, env = "SHOPGRAPH_DATA_DIR", default_value = crate::DEFAULT_DATA_DIR)]
@@ -55,6 +56,15 @@ pub(crate) struct EvalArgs {
     /// The all-MiniLM-L6-v2 directory fetched by `scripts/setup.sh`, for the item texts.
     #[arg(long, env = "SHOPGRAPH_MODEL_DIR", default_value = ".cache/models/all-MiniLM-L6-v2")]
     model_dir: PathBuf,
+    #[command(subcommand)]
+    pub(crate) what: Option<EvalWhat>,
+}
+
+/// Evaluations other than the recommenders'.
+#[derive(clap::Subcommand)]
+pub(crate) enum EvalWhat {
+    /// The shop assistant on the labelled turns of `tests/chat/eval.jsonl`.
+    Chat(crate::chat::ChatEvalArgs),
 }
 
 /// The evaluation cases: data set, protocol, and the folder name of its split.

@@ -5,8 +5,10 @@
 //! the compiled-in defaults below; nothing else reads the environment.
 
 mod bench;
+mod bench_llm;
 mod bench_recommend;
 mod bench_search;
+mod chat;
 mod eval;
 mod events;
 mod graph;
@@ -106,6 +108,16 @@ enum Command {
     /// Recommendations with their explanations for a user, a guest's session or stated
     /// interests, on a public data set.
     Recommend(recommend::RecommendArgs),
+    /// A conversation with the shop assistant in the terminal.
+    Chat(chat::ChatArgs),
+    /// Serve the shop's language model over HTTP (OpenAI chat completions).
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: std::net::SocketAddr,
+        #[command(flatten)]
+        llm: chat::LlmArgs,
+    },
 }
 
 /// OpenBLAS (the encoder's matrix products) picks its kernels by CPU model, and the
@@ -194,7 +206,23 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Search(args) => search::run(args).await?,
         Command::Bench(command) => bench::run(command).await?,
-        Command::Eval(args) => eval::run(&args)?,
+        Command::Eval(args) => match args.what {
+            Some(eval::EvalWhat::Chat(chat_args)) => chat::eval(chat_args).await?,
+            None => eval::run(&args)?,
+        },
+        Command::Chat(args) => chat::run(args).await?,
+        Command::Serve { addr, llm } => {
+            let model = llm.open().await?;
+            let app = shopgraph_server::openai::router(
+                model,
+                std::time::Duration::from_secs(llm.llm_timeout),
+            );
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening on {addr}"))?;
+            tracing::info!(%addr, "serving /v1/chat/completions");
+            axum::serve(listener, app).await?;
+        }
         Command::Recommend(args) => recommend::run(&args)?,
     }
     Ok(())
