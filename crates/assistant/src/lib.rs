@@ -302,6 +302,10 @@ impl Assistant {
             .rev()
             .find(|m| m.tool_name.as_deref() == Some("summary"))
             .map(|m| m.content.clone());
+        // The earlier messages since the last summary, and the customer's just stored.
+        turn.since_summary =
+            earlier.iter().rev().take_while(|m| m.tool_name.as_deref() != Some("summary")).count()
+                + 1;
 
         if conv.handoff != Handoff::Bot {
             turn.fixed(self.prompts.reply("waiting", lang, &[])?, &mut show);
@@ -801,10 +805,14 @@ impl Assistant {
         // Memory: past a number of messages since the last summary, summarise, so the
         // next answers (and an agent) get the gist in a few sentences rather than
         // everything.
-        let messages = store.messages(conversation).await?;
-        let since =
-            messages.iter().rev().take_while(|m| m.tool_name.as_deref() != Some("summary")).count();
+        // This turn stored its answer, perhaps the learned interests and a handoff
+        // packet: count them rather than read the conversation back.
+        let since = turn.since_summary
+            + 1
+            + usize::from(!turn.reply.learned.is_empty())
+            + usize::from(turn.reply.handoff);
         if since >= self.config.summarise_after {
+            let messages = store.messages(conversation).await?;
             let summary = self.summarise(&messages).await;
             store
                 .append_message(
@@ -842,6 +850,8 @@ struct Turn {
     unhelpful: bool,
     /// The latest summary of the conversation's earlier part, if it has one.
     context: Option<String>,
+    /// Messages stored since that summary, this turn's included so far.
+    since_summary: usize,
 }
 
 impl Turn {
@@ -868,6 +878,7 @@ impl Turn {
             noted: None,
             unhelpful: false,
             context: None,
+            since_summary: 0,
         }
     }
 
