@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mistralrs::{
-    Constraint, Function, GgufModelBuilder, Model, RequestBuilder, Response, TextMessageRole, Tool,
-    ToolChoice, ToolType,
+    Constraint, Function, GgufModelBuilder, Model, RequestBuilder, Response, StopTokens,
+    TextMessageRole, Tool, ToolChoice, ToolType,
 };
 use tokio::sync::mpsc;
 
@@ -69,6 +69,15 @@ impl Llm for Local {
     }
 }
 
+/// The end-of-text tokens the grammar may force once the JSON value is complete.
+/// llguidance takes its EOS from the tokenizer by name (the first of these it finds),
+/// while mistral.rs stops on the GGUF's end-of-turn token (`<|im_end|>` for Qwen and
+/// SmolLM2). Without these as stop tokens a finished JSON value is followed by forced
+/// `<|endoftext|>` tokens, invisible, until `max_tokens`: 40 wasted decode steps on a
+/// 60-token intent call. A name the model lacks encodes to several tokens and becomes
+/// a stop string, which a JSON value never contains.
+const GRAMMAR_EOS: &[&str] = &["<|endoftext|>", "</s>", "<|end_of_text|>", "<eos>"];
+
 fn builder(request: ChatRequest) -> RequestBuilder {
     let mut b = RequestBuilder::new();
     for m in request.messages {
@@ -87,7 +96,9 @@ fn builder(request: ChatRequest) -> RequestBuilder {
     };
     b = b.set_sampler_max_len(request.max_tokens);
     if let Some(schema) = request.json_schema {
-        b = b.set_constraint(Constraint::JsonSchema(strict_schema(schema)));
+        b = b.set_constraint(Constraint::JsonSchema(strict_schema(schema))).set_sampler_stop_toks(
+            StopTokens::Seqs(GRAMMAR_EOS.iter().map(|s| (*s).to_owned()).collect()),
+        );
     }
     if !request.tools.is_empty() {
         let tools = request
