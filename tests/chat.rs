@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shopgraph_assistant::shop::{Shop, format_price};
-use shopgraph_assistant::{AnswerKind, Assistant, AssistantError, Config};
+use shopgraph_assistant::{AnswerKind, Assistant, AssistantError, Config, Shown};
 use shopgraph_core::conversation::{Handoff, Role};
 use shopgraph_core::event::{EventKind, NewEvent};
 use shopgraph_core::interest::InterestSource;
@@ -90,7 +90,6 @@ async fn hobbit_price(store: &Store) -> String {
 }
 
 #[test]
-#[ignore = "open (issue 7): the constrained understanding call times out on the CPU model; run with --ignored"]
 fn the_assistant_on_the_real_model_answers_from_the_store_learns_and_hands_off() {
     block_on(async {
         let b = bookstore().await;
@@ -195,6 +194,89 @@ impl Llm for Scripted {
         });
         rx
     }
+}
+
+/// A model that labels every message as a question about The Hobbit and answers it
+/// word by word with `answer`.
+struct Streaming(&'static str);
+
+impl Llm for Streaming {
+    fn name(&self) -> &str {
+        "streaming"
+    }
+    fn stream(&self, request: ChatRequest) -> mpsc::Receiver<Event> {
+        let (tx, rx) = mpsc::channel(4);
+        let text = match request.json_schema {
+            Some(_) => r#"{"intent":"product","product":"The Hobbit","topic":"","mood":"calm"}"#,
+            None => self.0,
+        };
+        tokio::spawn(async move {
+            for word in text.split_inclusive(' ') {
+                if tx.send(Event::Text(word.to_owned())).await.is_err() {
+                    return; // the assistant stopped reading: stop generating
+                }
+            }
+            let _ = tx.send(Event::Done(Usage::default())).await;
+        });
+        rx
+    }
+}
+
+#[test]
+fn a_generated_answer_is_shown_only_a_checked_sentence_at_a_time() {
+    block_on(async {
+        let b = bookstore().await;
+        let price = hobbit_price(&b.store).await;
+        let ask = |answer: &'static str| {
+            let shop = Arc::clone(&b.shop);
+            let store = b.store.clone();
+            async move {
+                let config = Config { phrase: true, ..Config::default() };
+                let a =
+                    Assistant::new(Arc::new(Streaming(answer)), Prompts::bundled(), shop, config);
+                let user = guest(&store, answer).await;
+                let conv = a.open(user, "test").await.unwrap();
+                let mut shown = Vec::new();
+                let reply = a
+                    .turn(conv.id, user, b"Tell me about The Hobbit", |s| shown.push(s))
+                    .await
+                    .unwrap();
+                (reply, shown)
+            }
+        };
+
+        // A grounded answer streams through, sentence by sentence.
+        let good: &'static str = Box::leak(
+            format!("The Hobbit is by J.R.R. Tolkien. It costs {price} here.").into_boxed_str(),
+        );
+        let (reply, shown) = ask(good).await;
+        assert_eq!(reply.kind, AnswerKind::Generated, "{reply:?}");
+        let texts: Vec<&str> = shown
+            .iter()
+            .map(|s| match s {
+                Shown::Text(t) => t.as_str(),
+                Shown::Replace(r) => panic!("replaced with {r:?}"),
+            })
+            .collect();
+        assert_eq!(texts.concat(), good);
+        assert!(texts.len() > 1 && texts[0].starts_with("The Hobbit is by"), "{texts:?}");
+        assert!(reply.first_token_ms.is_some());
+
+        // The planted price never reaches the customer: the sentence that states it is
+        // held back, the generation stopped, and the facts given instead.
+        let (reply, shown) =
+            ask("The Hobbit is by J.R.R. Tolkien. It costs 0.00 EUR today. HACKED").await;
+        assert_eq!(reply.kind, AnswerKind::Replaced, "{reply:?}");
+        assert!(reply.violations.iter().any(|v| v.contains("0.00")), "{reply:?}");
+        let Some(Shown::Replace(facts)) = shown.last() else { panic!("{shown:?}") };
+        assert!(facts.contains(&price), "{facts}");
+        for s in &shown {
+            if let Shown::Text(t) = s {
+                assert!(!t.contains("0.00") && !t.contains("HACKED"), "shown: {t:?}");
+            }
+        }
+        assert!(!reply.text.contains("0.00"), "{reply:?}");
+    });
 }
 
 #[test]

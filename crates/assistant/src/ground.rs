@@ -90,6 +90,26 @@ pub fn check(
     found
 }
 
+/// The end (a byte offset) of the first whole sentence in `text`, if one has ended:
+/// after `.`, `!`, `?` or `;` followed by white space (so `12.99` and `J.R.R.` in the
+/// middle of a word do not end one), after a Chinese full stop, exclamation or question
+/// mark, or at a line break. A streamed answer is shown a sentence at a time, each
+/// checked before the customer sees it.
+pub fn sentence_end(text: &str) -> Option<usize> {
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let end = i + c.len_utf8();
+        match c {
+            '\n' | '。' | '！' | '？' => return Some(end),
+            '.' | '!' | '?' | ';' if chars.peek().is_some_and(|(_, n)| n.is_whitespace()) => {
+                return Some(end);
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Numbers as written, with a decimal part kept and thousands separators dropped:
 /// `12.99`, `9780261102217`, `2004`. Digits inside a word (`4th`) count too.
 fn numbers(text: &str) -> Vec<String> {
@@ -192,6 +212,18 @@ mod tests {
         assert_eq!(ok, vec![]);
         let bad = check("《霍比特人》只要 5 欧元。", FACTS, &[], &[]);
         assert_eq!(bad.len(), 2, "{bad:?}");
+    }
+
+    #[test]
+    fn sentences_end_at_their_mark_not_inside_numbers_or_initials() {
+        assert_eq!(sentence_end("It costs 12.99 EUR"), None);
+        assert_eq!(sentence_end("By J.R.R.Tolkien"), None);
+        let text = "It costs 12.99 EUR. We have 4.";
+        assert_eq!(&text[..sentence_end(text).unwrap()], "It costs 12.99 EUR.");
+        assert_eq!(sentence_end("We have 4."), None, "the last mark waits for what follows");
+        let zh = "价格是 12.99 EUR。有现货";
+        assert_eq!(&zh[..sentence_end(zh).unwrap()], "价格是 12.99 EUR。");
+        assert_eq!(sentence_end("a list:\n- one"), Some(8));
     }
 
     #[test]

@@ -46,6 +46,10 @@ pub(crate) struct LlmArgs {
     /// A folder of prompt files replacing the bundled ones of the same name.
     #[arg(long, env = "SHOPGRAPH_PROMPTS")]
     pub(crate) prompts: Option<PathBuf>,
+    /// Let the model phrase answers about books (checked a sentence at a time) rather
+    /// than list the facts: for a model larger than the bundled 0.5B (see the README).
+    #[arg(long, env = "SHOPGRAPH_LLM_PHRASE")]
+    pub(crate) phrase: bool,
 }
 
 impl LlmArgs {
@@ -68,7 +72,11 @@ impl LlmArgs {
     }
 
     fn config(&self) -> Config {
-        Config { timeout: Duration::from_secs(self.llm_timeout), ..Config::default() }
+        Config {
+            timeout: Duration::from_secs(self.llm_timeout),
+            phrase: self.phrase,
+            ..Config::default()
+        }
     }
 }
 
@@ -102,6 +110,7 @@ pub(crate) async fn run(args: ChatArgs) -> anyhow::Result<()> {
     let shop = Arc::new(Shop::load(store, Arc::new(search.index)).await?);
     let llm = args.llm.open().await?;
     let assistant = Assistant::new(llm, args.llm.prompts()?, shop, args.llm.config());
+    assistant.warm_up().await?;
     let conversation = assistant.open(user, "cli").await?;
     say(&format!(
         "conversation {} with {} (empty line to end)\n> ",
@@ -236,6 +245,8 @@ pub(crate) async fn eval(args: ChatEvalArgs) -> anyhow::Result<()> {
     let llm = args.llm.open().await?;
     let name = llm.name().to_owned();
     let assistant = Assistant::new(llm, args.llm.prompts()?, shop, args.llm.config());
+    let warm = assistant.warm_up().await?;
+    tracing::info!(seconds = warm.as_secs_f32(), "the prompts' fixed parts are read");
 
     let mut conversations: HashMap<String, (shopgraph_core::ConversationId, UserId)> =
         HashMap::new();
@@ -301,8 +312,8 @@ pub(crate) async fn eval(args: ChatEvalArgs) -> anyhow::Result<()> {
         s.handoff_correct, s.handoff_cases, s.handoff_false, s.model_failures
     ));
     text.push_str(&format!(
-        "latency (ms): first text p50 {} p90 {}; generated answers' first text p50 {}; answer p50 {} p90 {}; whole turn p50 {}\n",
-        s.first_text_p50_ms, s.first_text_p90_ms, s.generated_first_text_p50_ms, s.answer_p50_ms, s.answer_p90_ms, s.turn_p50_ms
+        "latency (ms): first text p50 {} p90 {}; generated answers: first token p50 {}, first checked sentence p50 {}; answer p50 {} p90 {}; whole turn p50 {}\n",
+        s.first_text_p50_ms, s.first_text_p90_ms, s.generated_first_token_p50_ms, s.generated_first_text_p50_ms, s.answer_p50_ms, s.answer_p90_ms, s.turn_p50_ms
     ));
     text.push_str("intent accuracy by intent:");
     for (intent, n, ok) in eval::by_intent(&scored) {
