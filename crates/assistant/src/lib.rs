@@ -675,11 +675,22 @@ impl Assistant {
         lang: &str,
         show: &mut impl FnMut(Shown),
     ) -> Result<(), AssistantError> {
-        let mut facts = String::new();
+        let lines: Vec<String> = books.iter().map(BookFacts::line).collect();
+        let trusted: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        turn.reply.books = books.iter().map(|b| b.sku.clone()).collect();
+        turn.reply.trusted = trusted.clone();
+        turn.tool = Some("find");
+        let fallback = || -> Result<String, AssistantError> {
+            let listed: Vec<String> = lines.iter().map(|l| format!("- {l}")).collect();
+            Ok(self.prompts.reply("facts", lang, &[("facts", &listed.join("\n"))])?)
+        };
+        if !self.config.phrase {
+            turn.fixed(fallback()?, show);
+            return Ok(());
+        }
+        let mut facts = trusted.clone();
         let mut untrusted = Vec::new();
         for b in books {
-            facts.push_str(&b.line());
-            facts.push('\n');
             for r in &b.reviews {
                 facts.push_str(&format!(
                     "Review of \"{}\": <untrusted>{}</untrusted>\n",
@@ -688,10 +699,6 @@ impl Assistant {
                 untrusted.push(r.clone());
             }
         }
-        let trusted: String = books.iter().map(|b| b.line() + "\n").collect();
-        turn.reply.books = books.iter().map(|b| b.sku.clone()).collect();
-        turn.reply.trusted = trusted.clone();
-        turn.tool = Some("find");
         let language = if lang == "zh" { "Chinese" } else { "English" };
         let context = turn.context.as_deref().unwrap_or("(none)");
         let messages = self.prompts.render_messages(
@@ -703,14 +710,6 @@ impl Assistant {
                 ("message", question),
             ],
         )?;
-        let fallback = || -> Result<String, AssistantError> {
-            let lines: Vec<String> = books.iter().map(|b| format!("- {}", b.line())).collect();
-            Ok(self.prompts.reply("facts", lang, &[("facts", &lines.join("\n"))])?)
-        };
-        if !self.config.phrase {
-            turn.fixed(fallback()?, show);
-            return Ok(());
-        }
         let request = ChatRequest::new(messages, self.config.answer_tokens);
         // The answer is shown a sentence at a time, and each sentence only after the
         // text so far has passed the check: the customer never sees an invented price
