@@ -47,7 +47,7 @@ shopgraph search "running shoes" --in-stock --max-price 140 --facets --per-page 
 echo "--- recommenders on MovieLens-100K, tuned on validation, scored once on test; the generators that train in seconds"
 echo "---  (the sequence and fusion models train for minutes: shopgraph eval; all data sets and the peers: scripts/bench-recommend.sh):"
 shopgraph eval --dataset ml-100k --data-dir "$cache/data" --splits-dir "$cache/splits" \
-    --models pop,knn,ease,als,bpr,content,graph
+    --model-dir "$cache/models/all-MiniLM-L6-v2" --models pop,knn,ease,als,bpr,content,graph
 echo "--- recommendations with their explanations (EASE ranks, the knowledge graph explains): a user, a guest's session, interests alone:"
 shopgraph recommend --data-dir "$cache/data" --user ml-100k:1 -n 5
 shopgraph recommend --data-dir "$cache/data" --session ml-100k:50,ml-100k:181 --category movies/comedy -n 3
