@@ -314,26 +314,7 @@ impl Assistant {
         mut show: impl FnMut(Shown),
     ) -> Result<Reply, AssistantError> {
         let started = Instant::now();
-        let text = std::str::from_utf8(message)
-            .map_err(|e| {
-                AssistantError::BadInput(format!(
-                    "the message is not valid UTF-8 text (bad byte at {})",
-                    e.valid_up_to()
-                ))
-            })?
-            .trim();
-        if text.is_empty() {
-            return Err(AssistantError::BadInput("the message is empty".into()));
-        }
-        let chars = text.chars().count();
-        if chars > MAX_MESSAGE_CHARS {
-            return Err(AssistantError::BadInput(format!(
-                "the message is {chars} characters long; the limit is {MAX_MESSAGE_CHARS}"
-            )));
-        }
-        if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-            return Err(AssistantError::BadInput("the message contains control characters".into()));
-        }
+        let text = check_message(message)?;
         let conv = self.owned(conversation, user).await?;
         let store = self.shop.store();
         let earlier = store.messages(conversation).await?;
@@ -1028,6 +1009,33 @@ impl Turn {
 
 fn message_of(role: Role, text: &str) -> NewMessage {
     NewMessage { role, content: text.to_owned(), tool_name: None, tool_payload: None }
+}
+
+/// The text of a customer's message, or why it cannot be taken: not UTF-8, empty,
+/// longer than [`MAX_MESSAGE_CHARS`], or with control characters. [`Assistant::turn`]
+/// checks this before it stores anything; a server checks it before it starts a stream.
+pub fn check_message(message: &[u8]) -> Result<&str, AssistantError> {
+    let text = std::str::from_utf8(message)
+        .map_err(|e| {
+            AssistantError::BadInput(format!(
+                "the message is not valid UTF-8 text (bad byte at {})",
+                e.valid_up_to()
+            ))
+        })?
+        .trim();
+    if text.is_empty() {
+        return Err(AssistantError::BadInput("the message is empty".into()));
+    }
+    let chars = text.chars().count();
+    if chars > MAX_MESSAGE_CHARS {
+        return Err(AssistantError::BadInput(format!(
+            "the message is {chars} characters long; the limit is {MAX_MESSAGE_CHARS}"
+        )));
+    }
+    if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(AssistantError::BadInput("the message contains control characters".into()));
+    }
+    Ok(text)
 }
 
 /// `zh` when the text has Chinese characters, else `en`.

@@ -2,7 +2,7 @@
 //! the store, the search index and the recommender, never from the language model.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use shopgraph_core::event::EventKind;
 use shopgraph_core::interest::{Interest, Polarity};
@@ -40,7 +40,7 @@ pub struct BookFacts {
 }
 
 impl BookFacts {
-    fn of(p: &Product) -> BookFacts {
+    pub fn of(p: &Product) -> BookFacts {
         BookFacts {
             id: p.id,
             sku: p.sku.clone(),
@@ -120,7 +120,13 @@ pub struct Shop {
     recs: Recs,
     /// Normalised maker and category names → concept, for linking interests.
     names: HashMap<String, Concept>,
+    /// Products read for lists, so that a list costs no query per book; replaced when
+    /// a product changes through [`Shop::product_changed`].
+    products: RwLock<HashMap<ProductId, Arc<Product>>>,
 }
+
+/// Products the list cache holds before it starts over.
+const PRODUCT_CACHE: usize = 100_000;
 
 impl Shop {
     /// Reads the catalog and the behaviour events, and fits the recommender (item-kNN
@@ -227,7 +233,7 @@ impl Shop {
         );
         let recs =
             Recs { data, side, knn, popular, graph, products, available, item_of, entity_of };
-        Ok(Shop { store, search, recs, names })
+        Ok(Shop { store, search, recs, names, products: RwLock::default() })
     }
 
     pub fn store(&self) -> &Store {
@@ -302,10 +308,104 @@ impl Shop {
         interests: &[Interest],
         n: usize,
     ) -> Result<Vec<Pick>, AssistantError> {
+        let external = self.store.user(user).await?.map(|u| u.external_id);
+        let known = external.as_deref().and_then(|e| self.recs.data.ids().user(e));
+        self.rank(known.map_or(Shopper::Stranger, Shopper::User), interests, n).await
+    }
+
+    /// [`Shop::recommend`] for a user the caller has already read: no lookup of the user.
+    pub async fn recommend_known(
+        &self,
+        external_id: &str,
+        interests: &[Interest],
+        n: usize,
+    ) -> Result<Vec<Pick>, AssistantError> {
+        let known = self.recs.data.ids().user(external_id);
+        self.rank(known.map_or(Shopper::Stranger, Shopper::User), interests, n).await
+    }
+
+    /// `n` books for a guest's session: the products they looked at or chose in this
+    /// visit, oldest first. Products the recommender has no history for are skipped;
+    /// with none left, the popular books.
+    pub async fn recommend_session(
+        &self,
+        session: &[ProductId],
+        n: usize,
+    ) -> Result<Vec<Pick>, AssistantError> {
+        let items: Vec<u32> =
+            session.iter().filter_map(|p| self.recs.item_of.get(p).copied()).collect();
+        let shopper = if items.is_empty() { Shopper::Stranger } else { Shopper::Session(&items) };
+        self.rank(shopper, &[], n).await
+    }
+
+    /// Books chosen by the same shoppers as `product` ("frequently bought together"),
+    /// most similar first; empty for a product with no history.
+    pub async fn together(
+        &self,
+        product: ProductId,
+        n: usize,
+    ) -> Result<Vec<Pick>, AssistantError> {
+        let r = &self.recs;
+        let Some(&item) = r.item_of.get(&product) else { return Ok(Vec::new()) };
+        let list = {
+            let allowed = |i: u32| r.available[i as usize];
+            self.server()
+                .similar(item, n.min(shopgraph_recommend::serve::MAX_N), &allowed)
+                .map_err(|e| AssistantError::Tool(e.to_string()))?
+        };
+        let mut picks = Vec::with_capacity(list.len());
+        for rec in list {
+            if let Some(p) = self.sellable(r.products[rec.item as usize]).await? {
+                let reason = format!(
+                    "chosen by {:.0}% of the shoppers who chose {}",
+                    (rec.score * 100.0).clamp(1.0, 100.0),
+                    r.side.titles[item as usize]
+                );
+                picks.push(Pick { book: BookFacts::of(&p), reason });
+            }
+        }
+        Ok(picks)
+    }
+
+    fn server(&self) -> Server<'_> {
+        let r = &self.recs;
+        Server::new(&r.knn, &r.popular, &r.data).with_graph(&r.graph).with_neighbours(&r.knn)
+    }
+
+    /// The product, from the cache or the store, when it is in stock and shown.
+    pub async fn sellable(&self, id: ProductId) -> Result<Option<Arc<Product>>, AssistantError> {
+        let cached = self.products.read().unwrap_or_else(|e| e.into_inner()).get(&id).cloned();
+        let product = match cached {
+            Some(p) => p,
+            None => {
+                let Some(p) = self.store.product(id).await? else { return Ok(None) };
+                let p = Arc::new(p);
+                let mut cache = self.products.write().unwrap_or_else(|e| e.into_inner());
+                if cache.len() >= PRODUCT_CACHE {
+                    cache.clear();
+                }
+                cache.insert(id, Arc::clone(&p));
+                p
+            }
+        };
+        Ok((product.stock > 0 && !product.hidden).then_some(product))
+    }
+
+    /// Tells the tools that a product changed (price, stock, shown or hidden): the next
+    /// list reads it from here rather than from the cache.
+    pub fn product_changed(&self, product: &Product) {
+        let mut cache = self.products.write().unwrap_or_else(|e| e.into_inner());
+        cache.insert(product.id, Arc::new(product.clone()));
+    }
+
+    async fn rank(
+        &self,
+        shopper: Shopper<'_>,
+        interests: &[Interest],
+        n: usize,
+    ) -> Result<Vec<Pick>, AssistantError> {
         let r = &self.recs;
         let n_items = r.products.len();
-        let external = self.store.user(user).await?.map(|u| u.external_id);
-        let known = external.as_deref().and_then(|e| r.data.ids().user(e));
 
         // Interest boosts and exclusions per item.
         let mut boost: HashMap<u32, (f32, String)> = HashMap::new();
@@ -330,49 +430,55 @@ impl Shop {
             }
         }
 
-        let server =
-            Server::new(&r.knn, &r.popular, &r.data).with_graph(&r.graph).with_neighbours(&r.knn);
-        // Stock as loaded; each pick is checked against the store again below.
-        let allowed = |i: u32| r.available[i as usize] && !banned.contains(&i);
-        let filters = Filters { exclude_seen: true, allowed: &allowed };
-        let shopper = known.map_or(Shopper::Stranger, Shopper::User);
-        let (base, _) = server
-            .top_n(shopper, shopgraph_recommend::serve::MAX_N.min(n_items.max(1)), &filters)
-            .map_err(|e| AssistantError::Tool(e.to_string()))?;
-        let seen: HashSet<u32> =
-            known.map(|u| r.data.user(u).iter().map(|x| x.item).collect()).unwrap_or_default();
-
-        // Rank: interest-linked books first (by weight, then the model's order), then
-        // the model's list.
-        let mut ranked: Vec<(f32, usize, u32, String)> = Vec::new();
-        let position: HashMap<u32, usize> =
-            base.iter().enumerate().map(|(k, rec)| (rec.item, k)).collect();
-        for (&item, (w, why)) in &boost {
-            if allowed(item) && !seen.contains(&item) {
-                let k = position.get(&item).copied().unwrap_or(usize::MAX);
-                ranked.push((*w, k, item, why.clone()));
+        // The model's list and its reasons, computed before any await: the model
+        // and the filters are not shared across threads.
+        let ranked = {
+            let server = self.server();
+            // Stock as loaded; each pick is checked again below (cache or store).
+            let allowed = |i: u32| r.available[i as usize] && !banned.contains(&i);
+            let filters = Filters { exclude_seen: true, allowed: &allowed };
+            let max = shopgraph_recommend::serve::MAX_N.min(n_items.max(1));
+            // A few more than asked (some may have sold out since the tools were
+            // loaded); all of them when interests move books up from further down.
+            let want = if boost.is_empty() { (n + n / 2 + 2).min(max) } else { max };
+            let (base, _) = server
+                .top_n(shopper, want, &filters)
+                .map_err(|e| AssistantError::Tool(e.to_string()))?;
+            let seen: HashSet<u32> = match shopper {
+                Shopper::User(u) => r.data.user(u).iter().map(|x| x.item).collect(),
+                Shopper::Session(items) => items.iter().copied().collect(),
+                _ => HashSet::new(),
+            };
+            // Interest-linked books first (by weight, then the model's order), then
+            // the model's list.
+            let mut ranked: Vec<(f32, usize, u32, String)> = Vec::new();
+            let position: HashMap<u32, usize> =
+                base.iter().enumerate().map(|(k, rec)| (rec.item, k)).collect();
+            for (&item, (w, why)) in &boost {
+                if allowed(item) && !seen.contains(&item) {
+                    let k = position.get(&item).copied().unwrap_or(usize::MAX);
+                    ranked.push((*w, k, item, why.clone()));
+                }
             }
-        }
-        for (k, rec) in base.iter().enumerate() {
-            if !boost.contains_key(&rec.item) {
-                let why = match rec.because {
-                    Explanation::Popular => "popular with our readers".to_owned(),
-                    _ => server.words(&rec.because, &[]),
-                };
-                ranked.push((0.0, k, rec.item, why));
+            for (k, rec) in base.iter().enumerate() {
+                if !boost.contains_key(&rec.item) {
+                    let why = match rec.because {
+                        Explanation::Popular => "popular with our readers".to_owned(),
+                        _ => server.words(&rec.because, &[]),
+                    };
+                    ranked.push((0.0, k, rec.item, why));
+                }
             }
-        }
-        ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+            ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+            ranked
+        };
         let mut picks = Vec::new();
         for (_, _, item, reason) in ranked {
             if picks.len() == n {
                 break;
             }
-            match self.store.product(r.products[item as usize]).await? {
-                Some(p) if p.stock > 0 && !p.hidden => {
-                    picks.push(Pick { book: BookFacts::of(&p), reason })
-                }
-                _ => {}
+            if let Some(p) = self.sellable(r.products[item as usize]).await? {
+                picks.push(Pick { book: BookFacts::of(&p), reason });
             }
         }
         Ok(picks)

@@ -158,13 +158,7 @@ pub fn read(dir: &Path) -> Result<(Dataset, Report), ImportError> {
         if !user_ids.insert(external_id.clone()) {
             return Err(Refusal::duplicate(format!("user {external_id} repeats an earlier line")));
         }
-        data.users.push(NewUser {
-            external_id,
-            display_name: line.name.map(|n| clean_text(&n)),
-            location: line.location.map(|l| clean_text(&l)),
-            age: line.age.filter(|a| (5..=110).contains(a)),
-            attributes: line.attributes.map(|a| serde_json::Value::Object(a).to_string()),
-        });
+        data.users.push(user(line, external_id));
         Ok(())
     })?;
     let mut keys = HashSet::new();
@@ -276,6 +270,48 @@ fn each_line<T: for<'de> Deserialize<'de>>(
         }
     }
     Ok(())
+}
+
+/// One product as the shop's API receives it: the fields of a `products.jsonl` line,
+/// under the same rules. `categories` are the keys the store knows.
+pub fn product_from_json(
+    value: serde_json::Value,
+    categories: &HashSet<String>,
+) -> Result<NewProduct, String> {
+    let line: ProductLine =
+        serde_json::from_value(value).map_err(|e| format!("not a valid product: {e}"))?;
+    product(line, categories)
+}
+
+/// One user as the shop's API receives it: the fields of a `users.jsonl` line.
+pub fn user_from_json(value: serde_json::Value) -> Result<NewUser, String> {
+    let line: UserLine =
+        serde_json::from_value(value).map_err(|e| format!("not a valid user: {e}"))?;
+    let external_id = line.id.trim().to_owned();
+    if external_id.is_empty() {
+        return Err("user needs an id".into());
+    }
+    shopgraph_core::check_identifier("user id", &external_id)?;
+    Ok(user(line, external_id))
+}
+
+/// One event as the shop's API receives it: the fields of an `events.jsonl` line. An
+/// event without a key gets one derived from its JSON, so a retry is still one event.
+pub fn event_from_json(value: serde_json::Value) -> Result<EventRecord, String> {
+    let raw = value.to_string();
+    let line: EventLine =
+        serde_json::from_value(value).map_err(|e| format!("not a valid event: {e}"))?;
+    event_from_line(line, raw.as_bytes())
+}
+
+fn user(line: UserLine, external_id: String) -> NewUser {
+    NewUser {
+        external_id,
+        display_name: line.name.map(|n| clean_text(&n)),
+        location: line.location.map(|l| clean_text(&l)),
+        age: line.age.filter(|a| (5..=110).contains(a)),
+        attributes: line.attributes.map(|a| serde_json::Value::Object(a).to_string()),
+    }
 }
 
 fn product(line: ProductLine, categories: &HashSet<String>) -> Result<NewProduct, String> {
