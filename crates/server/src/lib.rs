@@ -1,7 +1,258 @@
-//! The HTTP surfaces of shopgraph.
+//! The HTTP surfaces of shopgraph, in one axum server:
 //!
-//! [`openai`] serves the shop's language model under the OpenAI chat-completions
-//! protocol, so that one GPU host can run the model for many shopgraph replicas (each
-//! configured with `--llm-url`), and so that any OpenAI client can use it.
+//! - [`storefront`]: recommendations (a user, a guest's session, similar items, bought
+//!   together), personalised search, event ingestion, catalog and user upserts;
+//! - [`agent`]: graph queries, customer profiles with the source of each interest, the
+//!   handoff inbox, taking over and answering conversations;
+//! - [`chat`]: the customer's chat (server-sent events), and [`openai`]'s
+//!   `/v1/chat/completions` for OpenAI clients;
+//! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, the OpenAPI document and Swagger UI;
+//! - [`web`]: the chat page and the agent console, built into the binary.
+//!
+//! The server listens at once and loads the platform (store, graph, search index,
+//! model) behind it: until [`AppState::set_platform`] is called every data endpoint
+//! answers 503 and `/readyz` says what is missing.
 
+pub mod agent;
+pub mod auth;
+pub mod chat;
+pub mod config;
+pub mod error;
+pub mod metrics;
 pub mod openai;
+pub mod ops;
+pub mod storefront;
+pub mod web;
+
+mod limit;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use shopgraph_assistant::shop::Shop;
+use shopgraph_assistant::{Assistant, Config};
+use shopgraph_graph::KnowledgeGraph;
+use shopgraph_llm::{Llm, Prompts};
+use shopgraph_search::SearchIndex;
+use shopgraph_store::Store;
+use tracing::Instrument;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+pub use crate::auth::{ApiKey, Role};
+pub use crate::config::ServerConfig;
+use crate::error::ApiError;
+pub use crate::metrics::Metrics;
+
+/// Everything the endpoints read and write, once it is loaded.
+pub struct Platform {
+    pub store: Store,
+    pub search: Arc<SearchIndex>,
+    /// Kept current by the server's own writes (events, products, users, interests).
+    pub graph: RwLock<KnowledgeGraph>,
+    pub shop: Arc<Shop>,
+    pub assistant: Arc<Assistant>,
+    pub llm: Arc<dyn Llm>,
+}
+
+/// What the caller loaded; [`AppState::load`] builds the assistant's tools over it.
+pub struct Parts {
+    pub store: Store,
+    pub search: Arc<SearchIndex>,
+    pub graph: KnowledgeGraph,
+    pub llm: Arc<dyn Llm>,
+    pub prompts: Prompts,
+    pub assistant: Config,
+}
+
+pub struct AppState {
+    pub(crate) config: ServerConfig,
+    pub(crate) keys: auth::Keys,
+    pub(crate) sessions: auth::Sessions,
+    pub(crate) limiter: limit::Limiter,
+    pub metrics: Arc<Metrics>,
+    platform: OnceLock<Arc<Platform>>,
+    /// What the platform's loading is doing now, for `/readyz`.
+    loading: RwLock<String>,
+    started: Instant,
+    requests: AtomicU64,
+}
+
+impl AppState {
+    /// Checks the configuration (keys, secret); nothing is loaded yet.
+    pub fn new(config: ServerConfig) -> Result<Arc<AppState>, String> {
+        Ok(Arc::new(AppState {
+            keys: auth::Keys::new(&config.api_keys)?,
+            sessions: auth::Sessions::new(config.secret()?),
+            limiter: limit::Limiter::default(),
+            metrics: Arc::new(Metrics::default()),
+            config,
+            platform: OnceLock::new(),
+            loading: RwLock::new("starting".into()),
+            started: Instant::now(),
+            requests: AtomicU64::new(0),
+        }))
+    }
+
+    /// Says what loading is doing (shown by `/readyz` until ready).
+    pub fn loading(&self, what: &str) {
+        *self.loading.write().unwrap_or_else(|e| e.into_inner()) = what.to_owned();
+        tracing::info!("loading: {what}");
+    }
+
+    /// Builds the assistant's tools (fits the recommender over the store's events),
+    /// warms the model's prompt cache, and makes the platform live.
+    pub async fn load(&self, parts: Parts) -> Result<(), shopgraph_assistant::AssistantError> {
+        self.loading("fitting the recommender over the store's events");
+        let shop = Arc::new(Shop::load(parts.store.clone(), Arc::clone(&parts.search)).await?);
+        let llm: Arc<dyn Llm> =
+            Arc::new(metrics::Metered::new(parts.llm, Arc::clone(&self.metrics)));
+        let assistant = Arc::new(Assistant::new(
+            Arc::clone(&llm),
+            parts.prompts,
+            Arc::clone(&shop),
+            parts.assistant,
+        ));
+        self.loading("reading the prompts' fixed parts into the model's cache");
+        let took = assistant.warm_up().await?;
+        tracing::info!(seconds = took.as_secs_f32(), "the model is warm");
+        self.set_platform(Platform {
+            store: parts.store,
+            search: parts.search,
+            graph: RwLock::new(parts.graph),
+            shop,
+            assistant,
+            llm,
+        });
+        Ok(())
+    }
+
+    pub fn set_platform(&self, platform: Platform) {
+        if self.platform.set(Arc::new(platform)).is_err() {
+            tracing::warn!("the platform was already loaded");
+        }
+        self.loading("ready");
+    }
+
+    /// The loaded platform, or 503 while it loads.
+    pub(crate) fn platform(&self) -> Result<Arc<Platform>, ApiError> {
+        self.platform.get().cloned().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the server is still loading ({})", self.loading_now()),
+            )
+        })
+    }
+
+    fn loading_now(&self) -> String {
+        self.loading.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "shopgraph",
+        description = "Storefront recommendations and search, event ingestion, the agent API and the customer chat. \
+            Send API keys as `Authorization: Bearer KEY`; customers' chat calls carry their session token the same way."
+    ),
+    modifiers(&SecurityAddon),
+    tags(
+        (name = "storefront", description = "Recommendations, search, events and catalog (storefront keys)"),
+        (name = "agent", description = "Support agents: graph, profiles, conversations (agent keys)"),
+        (name = "chat", description = "The customer's chat (session tokens)"),
+        (name = "operations", description = "Health, readiness, metrics")
+    )
+)]
+struct ApiDoc;
+
+struct SecurityAddon;
+
+impl utoipa::Modify for SecurityAddon {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The whole server: every route, the guards around the APIs, and request logging.
+pub fn router(state: Arc<AppState>) -> Router {
+    let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(storefront::routes())
+        .merge(agent::routes())
+        .merge(chat::routes())
+        .split_for_parts();
+    let openai = Router::new()
+        .route("/v1/chat/completions", axum::routing::post(openai::completions))
+        .route("/v1/models", axum::routing::get(openai::models));
+    let guarded =
+        api.merge(openai).layer(middleware::from_fn_with_state(Arc::clone(&state), auth::guard));
+    Router::new()
+        .merge(guarded)
+        .merge(ops::routes(openapi))
+        .merge(web::routes())
+        .layer(DefaultBodyLimit::max(state.config.body_limit))
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), observe))
+        .with_state(state)
+}
+
+/// Gives each request an id (the caller's `x-request-id`, or a new one), logs it with
+/// its route, status and time, and counts it in the metrics.
+async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let n = state.requests.fetch_add(1, Ordering::Relaxed);
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| format!("{:x}-{n:x}", state.started.elapsed().as_micros()), str::to_owned);
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let span = tracing::info_span!("request", id = %id, method = %method, route = %route);
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let took = started.elapsed();
+    let status = response.status().as_u16();
+    span.in_scope(|| {
+        if status >= 500 && status != 503 {
+            tracing::warn!(status, ms = took.as_secs_f64() * 1e3, "answered");
+        } else {
+            tracing::debug!(status, ms = took.as_secs_f64() * 1e3, "answered");
+        }
+    });
+    state.metrics.request(&method, &route, status, took);
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
+}
+
+/// Serves `router` on `listener` with callers' addresses (for the per-address rate
+/// limit) until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// How long a generation for the `/v1` endpoint may take.
+pub(crate) fn llm_timeout(state: &AppState) -> Duration {
+    Duration::from_secs(state.config.llm_timeout_secs)
+}

@@ -5,7 +5,9 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
+use crate::AppState;
+use crate::auth::Caller;
+use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
@@ -28,13 +30,13 @@ struct Shared {
 pub fn router(llm: Arc<dyn Llm>, timeout: Duration) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat))
-        .route("/v1/models", get(models))
+        .route("/v1/models", get(models_alone))
         .route("/health", get(|| async { "ok" }))
         .with_state(Arc::new(Shared { llm, timeout }))
 }
 
 #[derive(Deserialize)]
-struct Body {
+pub(crate) struct Body {
     messages: Vec<ChatMessage>,
     #[serde(default)]
     max_tokens: Option<usize>,
@@ -62,21 +64,74 @@ struct WireFunction {
     parameters: Value,
 }
 
+/// An error in OpenAI's shape, which its clients read.
 fn error(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({ "error": { "message": message, "type": "invalid_request_error" } })))
-        .into_response()
+    let kind = match status.as_u16() {
+        401 => "authentication_error",
+        403 => "permission_error",
+        400..=499 => "invalid_request_error",
+        _ => "server_error",
+    };
+    (status, Json(json!({ "error": { "message": message, "type": kind } }))).into_response()
 }
 
-async fn models(State(shared): State<Arc<Shared>>) -> Json<Value> {
-    Json(json!({ "object": "list", "data": [{ "id": shared.llm.name(), "object": "model" }] }))
+async fn models_alone(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    Json(model_list(&*shared.llm))
+}
+
+fn model_list(llm: &dyn Llm) -> Value {
+    json!({ "object": "list", "data": [{ "id": llm.name(), "object": "model" }] })
 }
 
 async fn chat(
     State(shared): State<Arc<Shared>>,
     body: Result<Json<Body>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let Ok(Json(body)) = body else {
-        return error(StatusCode::BAD_REQUEST, "the body is not a chat-completions request");
+    respond(&shared.llm, shared.timeout, body).await
+}
+
+/// `GET /v1/models` of the whole server: any API key.
+pub(crate) async fn models(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
+    if let Err(e) = caller.require_key() {
+        return error(e.status, &e.message);
+    }
+    match state.platform() {
+        Ok(p) => Json(model_list(&*p.llm)).into_response(),
+        Err(e) => error(e.status, &e.message),
+    }
+}
+
+/// `POST /v1/chat/completions` of the whole server: any API key.
+pub(crate) async fn completions(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    body: Result<Json<Body>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    if let Err(e) = caller.require_key() {
+        return error(e.status, &e.message);
+    }
+    match state.platform() {
+        Ok(p) => respond(&p.llm, crate::llm_timeout(&state), body).await,
+        Err(e) => error(e.status, &e.message),
+    }
+}
+
+async fn respond(
+    llm: &Arc<dyn Llm>,
+    timeout: Duration,
+    body: Result<Json<Body>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let body = match body {
+        Ok(Json(body)) => body,
+        Err(rejection) => {
+            return error(
+                rejection.status(),
+                &format!("the body is not a chat-completions request: {}", rejection.body_text()),
+            );
+        }
     };
     if body.messages.is_empty() {
         return error(StatusCode::BAD_REQUEST, "messages is empty");
@@ -104,11 +159,11 @@ async fn chat(
             .collect(),
         temperature: body.temperature.filter(|&t| t > 0.0),
     };
-    let name = shared.llm.name().to_owned();
+    let name = llm.name().to_owned();
     if body.stream {
-        return Sse::new(events(shared.llm.stream(request), name)).into_response();
+        return Sse::new(events(llm.stream(request), name)).into_response();
     }
-    match complete(&*shared.llm, request, shared.timeout).await {
+    match complete(&**llm, request, timeout).await {
         Ok(done) => {
             let tool_calls: Vec<Value> = done
                 .tool_calls

@@ -1,0 +1,96 @@
+//! The server's settings: a TOML file (`shopgraph serve --config FILE`), then
+//! environment variables, then these defaults. `config.example.toml` beside this
+//! crate's manifest lists every setting with its default.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::auth::ApiKey;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Where to listen.
+    pub addr: SocketAddr,
+    /// The largest request body, in bytes.
+    pub body_limit: usize,
+    pub rate_limit: RateLimit,
+    /// Who may call: names, roles and the SHA-256 of each key.
+    pub api_keys: Vec<ApiKey>,
+    /// Signs customers' session tokens (hex, at least 32 bytes). Without it a random
+    /// secret is drawn at start, and tokens end with the process.
+    pub session_secret: Option<String>,
+    /// Seconds one chat turn's generation may take.
+    pub llm_timeout_secs: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimit {
+    /// Requests per second for each API key (bursts of twice that); 0: no limit.
+    pub per_key: u32,
+    /// Requests per second for each address without a key (customers' chat pages,
+    /// anonymous calls).
+    pub per_ip: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            body_limit: 1024 * 1024,
+            rate_limit: RateLimit::default(),
+            api_keys: Vec::new(),
+            session_secret: None,
+            llm_timeout_secs: 60,
+        }
+    }
+}
+
+impl Default for RateLimit {
+    fn default() -> RateLimit {
+        RateLimit { per_key: 10_000, per_ip: 20 }
+    }
+}
+
+impl ServerConfig {
+    /// Reads a TOML file; unknown settings are refused, so a typo is not silently ignored.
+    pub fn from_file(path: &Path) -> Result<ServerConfig, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The session secret's bytes, or a fresh random one.
+    pub(crate) fn secret(&self) -> Result<Vec<u8>, String> {
+        match &self.session_secret {
+            None => Ok(rand::random::<[u8; 32]>().to_vec()),
+            Some(hex) => {
+                let hex = hex.trim();
+                if hex.len() < 64 || hex.len() % 2 != 0 {
+                    return Err("session_secret must be at least 64 hex digits".into());
+                }
+                (0..hex.len() / 2)
+                    .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16))
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| "session_secret must be hex digits".to_owned())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_parses_and_a_typo_is_refused() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+        let config = ServerConfig::from_file(&example).unwrap();
+        assert_eq!(config.api_keys.len(), 2);
+        assert!(config.secret().unwrap().len() >= 32);
+        let bad: Result<ServerConfig, _> = toml::from_str("adress = \"127.0.0.1:1\"");
+        assert!(bad.unwrap_err().to_string().contains("adress"));
+    }
+}
