@@ -71,7 +71,7 @@ impl LlmArgs {
         })
     }
 
-    fn config(&self) -> Config {
+    pub(crate) fn config(&self) -> Config {
         Config {
             timeout: Duration::from_secs(self.llm_timeout),
             phrase: self.phrase,

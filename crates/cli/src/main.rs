@@ -15,6 +15,7 @@ mod graph;
 mod load;
 mod recommend;
 mod search;
+mod serve;
 
 use std::path::{Path, PathBuf};
 
@@ -110,14 +111,12 @@ enum Command {
     Recommend(recommend::RecommendArgs),
     /// A conversation with the shop assistant in the terminal.
     Chat(chat::ChatArgs),
-    /// Serve the shop's language model over HTTP (OpenAI chat completions).
-    Serve {
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        addr: std::net::SocketAddr,
-        #[command(flatten)]
-        llm: chat::LlmArgs,
-    },
+    /// The platform over HTTP: the storefront and agent APIs, the customer chat (and
+    /// OpenAI chat completions), the chat page and the agent console.
+    Serve(Box<serve::ServeArgs>),
+    /// API keys for `serve`.
+    #[command(subcommand)]
+    Keys(serve::KeysCommand),
 }
 
 /// OpenBLAS (the encoder's matrix products) picks its kernels by CPU model, and the
@@ -211,18 +210,8 @@ async fn main() -> anyhow::Result<()> {
             None => eval::run(&args)?,
         },
         Command::Chat(args) => chat::run(args).await?,
-        Command::Serve { addr, llm } => {
-            let model = llm.open().await?;
-            let app = shopgraph_server::openai::router(
-                model,
-                std::time::Duration::from_secs(llm.llm_timeout),
-            );
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("listening on {addr}"))?;
-            tracing::info!(%addr, "serving /v1/chat/completions");
-            axum::serve(listener, app).await?;
-        }
+        Command::Serve(args) => serve::run(*args).await?,
+        Command::Keys(command) => serve::keys(command)?,
         Command::Recommend(args) => recommend::run(&args)?,
     }
     Ok(())
