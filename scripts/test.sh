@@ -11,4 +11,20 @@ command -v cargo >/dev/null 2>&1 || {
 }
 scripts/setup.sh
 scripts/ensure-postgres.sh
+
+# The server's end-to-end tests: Debian's Chromium and its WebDriver for the web pages,
+# and the openai Python package (its own venv) for the OpenAI-compatible endpoint.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+    echo "test: installing chromium and chromium-driver with apt-get" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+cache="${SHOPGRAPH_CACHE:-$repo/.cache}"
+if [ ! -f "$cache/venv-openai/.installed" ]; then
+    echo "test: installing the openai Python package into $cache/venv-openai" >&2
+    rm -rf "$cache/venv-openai"
+    python3 -m venv "$cache/venv-openai"
+    "$cache/venv-openai/bin/python" -m pip install --quiet openai==1.109.1
+    touch "$cache/venv-openai/.installed"
+fi
 cargo test --workspace --locked

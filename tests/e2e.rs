@@ -5,9 +5,11 @@
 
 mod support;
 
+mod browser;
 mod chat;
 mod eval;
 mod events;
 mod graph;
 mod import;
 mod search;
+mod server;
