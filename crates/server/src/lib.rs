@@ -103,7 +103,7 @@ impl AppState {
     /// Says what loading is doing (shown by `/readyz` until ready).
     pub fn loading(&self, what: &str) {
         *self.loading.write().unwrap_or_else(|e| e.into_inner()) = what.to_owned();
-        tracing::info!("loading: {what}");
+        tracing::info!(resident_mib = resident_mib(), "loading: {what}");
     }
 
     /// Builds the assistant's tools (fits the recommender over the store's events),
@@ -250,6 +250,15 @@ pub async fn serve(
     axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// The process's resident memory in MiB (Linux; 0 elsewhere), for the loading log.
+fn resident_mib() -> u64 {
+    let pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .unwrap_or(0);
+    pages * 4096 / (1024 * 1024)
 }
 
 /// How long a generation for the `/v1` endpoint may take.
