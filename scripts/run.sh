@@ -4,7 +4,8 @@
 # there), builds its knowledge graph (a snapshot beside the store, kept current), and
 # shows what the store holds, what the graph can say, search (words over the
 # bookstore, words and meaning together over the judged demo shop in graph_data/), and
-# the recommenders' evaluation on MovieLens-100K.
+# the recommenders' evaluation on MovieLens-100K; then serves the platform (storefront
+# and agent APIs, the chat page, the agent console) until stopped.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
@@ -16,8 +17,10 @@ command -v cargo >/dev/null 2>&1 || {
     exit 1
 }
 scripts/setup.sh
-cargo build --locked -q -p shopgraph
-shopgraph() { cargo run --locked -q -p shopgraph -- "$@"; }
+# Built as `cargo test --workspace` builds it (the build CI caches), so the demo and the
+# tests never compile the model runtime twice with different features.
+cargo test --workspace --locked --no-run -q 2>/dev/null
+shopgraph() { "${CARGO_TARGET_DIR:-$repo/target}/debug/shopgraph" "$@"; }
 
 # Importing is idempotent, but the bookstore is 1.7 million rows: do it once.
 marker="$cache/.bookstore-imported-$(echo "$db" | sha256sum | cut -c1-12)"
@@ -55,3 +58,8 @@ shopgraph recommend --data-dir "$cache/data" --cache-dir "$cache/splits" --model
     --interests "space adventure,romantic comedy=0.5" -n 3
 echo "--- (hybrid search over the whole bookstore embeds its 271k books once, about 15 minutes here:"
 echo "---  shopgraph search \"a boy wizard at boarding school\" --db $db)"
+echo "--- the platform: the chat at http://127.0.0.1:8080/, the agent console at /console, the API at /docs"
+echo "---  (keys for this run are printed below; Ctrl-C stops it):"
+exec "${CARGO_TARGET_DIR:-$repo/target}/debug/shopgraph" serve --db "$db" \
+    --snapshot "$cache/graph.snapshot" --index-dir "$cache/search-bookstore" \
+    --llm-model "$cache/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf" --addr "${SHOPGRAPH_ADDR:-127.0.0.1:8080}"
