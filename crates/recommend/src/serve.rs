@@ -359,7 +359,7 @@ mod tests {
         let scores: Vec<f32> = (0..500u32)
             .map(|i| if i % 7 == 0 { f32::NEG_INFINITY } else { ((i * 37) % 11) as f32 })
             .collect();
-        let allowed = |i: u32| i % 3 != 0;
+        let allowed = |i: u32| !i.is_multiple_of(3);
         let mut expected: Vec<f32> = scores.clone();
         for (i, s) in expected.iter_mut().enumerate() {
             if !allowed(i as u32) {
