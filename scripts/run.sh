@@ -58,7 +58,7 @@ shopgraph recommend --data-dir "$cache/data" --cache-dir "$cache/splits" --model
     --interests "space adventure,romantic comedy=0.5" -n 3
 echo "--- (hybrid search over the whole bookstore embeds its 271k books once, about 15 minutes here:"
 echo "---  shopgraph search \"a boy wizard at boarding school\" --db $db)"
-echo "--- the platform: the chat at http://127.0.0.1:8080/, the agent console at /console, the API at /docs"
+echo "--- the platform: the chat at http://${SHOPGRAPH_ADDR:-127.0.0.1:8080}/, the agent console at /console, the API at /docs"
 echo "---  (keys for this run are printed below; Ctrl-C stops it):"
 exec "${CARGO_TARGET_DIR:-$repo/target}/debug/shopgraph" serve --db "$db" \
     --snapshot "$cache/graph.snapshot" --index-dir "$cache/search-bookstore" \

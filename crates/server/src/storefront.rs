@@ -367,25 +367,35 @@ fn personalise(hits: &mut [SearchHit], interests: &[Interest]) {
     if interests.is_empty() {
         return;
     }
+    use shopgraph_import::clean::{organisation_key, person_key};
     for hit in hits.iter_mut() {
-        let author = hit.author.as_deref().map(normalise).unwrap_or_default();
+        // A maker interest names the catalog's key for the maker (`jrr tolkien`).
+        let author_keys: Vec<String> = hit
+            .author
+            .as_deref()
+            .map(|a| vec![person_key(a), organisation_key(a)])
+            .unwrap_or_default();
         let title = normalise(&hit.title);
         for i in interests {
-            let name = normalise(interest_name(&i.subject));
-            let matches = match i.subject.split_once(':').map(|(kind, _)| kind) {
-                Some("maker") | Some("author") => !name.is_empty() && name == author,
-                Some("topic") => {
-                    !name.is_empty() && format!(" {title} ").contains(&format!(" {name} "))
+            let key = interest_name(&i.subject);
+            let name = normalise(key);
+            let why = match i.subject.split_once(':').map(|(kind, _)| kind) {
+                Some("maker") | Some("author")
+                    if !key.is_empty() && author_keys.iter().any(|k| k == key) =>
+                {
+                    format!("by {}, whom you like", hit.author.as_deref().unwrap_or(key))
                 }
-                _ => false,
+                Some("topic")
+                    if !name.is_empty() && format!(" {title} ").contains(&format!(" {name} ")) =>
+                {
+                    format!("about {name}, which you like")
+                }
+                _ => continue,
             };
-            if !matches {
-                continue;
-            }
             match i.polarity {
                 Polarity::Likes => {
                     hit.score *= 1.0 + i.weight as f32;
-                    hit.reason = Some(format!("you like {}", interest_name(&i.subject)));
+                    hit.reason = Some(why);
                 }
                 Polarity::Dislikes => hit.score *= 0.5,
             }
@@ -620,4 +630,60 @@ async fn upsert_users(
         }
     }
     Ok(Json(Upserted { upserted: ids.len() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use shopgraph_core::interest::{Interest, InterestSource, Polarity};
+    use shopgraph_core::{InterestId, UserId};
+
+    use super::{SearchHit, personalise};
+
+    fn hit(sku: &str, title: &str, author: &str, score: f32) -> SearchHit {
+        SearchHit {
+            sku: sku.into(),
+            title: title.into(),
+            author: Some(author.into()),
+            year: None,
+            price_cents: 100,
+            stock: 1,
+            score,
+            reason: None,
+        }
+    }
+
+    fn interest(subject: &str, weight: f64, polarity: Polarity) -> Interest {
+        Interest {
+            id: InterestId(1),
+            user: UserId(1),
+            subject: subject.into(),
+            weight,
+            polarity,
+            source: InterestSource::Stated,
+            at: 0,
+        }
+    }
+
+    #[test]
+    fn liked_authors_and_topics_move_up_and_say_so_and_disliked_ones_move_down() {
+        let mut hits = vec![
+            hit("a", "The Sea", "Anne Author", 3.0),
+            hit("b", "The Hobbit", "J. R. R. Tolkien", 2.0),
+            hit("c", "Sea Dragons", "Bea Writer", 1.9),
+            hit("d", "Deep Sea", "Carl Critic", 2.5),
+        ];
+        personalise(
+            &mut hits,
+            &[
+                interest("maker:jrr tolkien", 1.0, Polarity::Likes),
+                interest("topic:dragons", 0.8, Polarity::Likes),
+                interest("maker:anne author", 1.0, Polarity::Dislikes),
+            ],
+        );
+        let order: Vec<&str> = hits.iter().map(|h| h.sku.as_str()).collect();
+        assert_eq!(order, ["b", "c", "d", "a"]);
+        assert_eq!(hits[0].reason.as_deref(), Some("by J. R. R. Tolkien, whom you like"));
+        assert_eq!(hits[1].reason.as_deref(), Some("about dragons, which you like"));
+        assert_eq!(hits[3].reason, None);
+    }
 }
