@@ -127,6 +127,7 @@ pub struct NeighboursParams {
     /// Only edges of this relation (`made-by`, `in-category`, `interacted`, …).
     relation: Option<String>,
     /// 1 to 1000 (20 when not given).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
@@ -191,8 +192,10 @@ pub struct GraphEdge {
 pub struct NeighbourhoodParams {
     node: String,
     /// 1 or 2 (1 when not given).
+    #[param(minimum = 1, maximum = 2)]
     hops: Option<usize>,
     /// Neighbours drawn around the node, 1 to 60 (24 when not given).
+    #[param(minimum = 1, maximum = 60)]
     limit: Option<usize>,
 }
 
@@ -263,6 +266,7 @@ async fn neighbourhood(
 pub struct SimilarParams {
     sku: String,
     /// 1 to 100 (10 when not given).
+    #[param(minimum = 1, maximum = 100)]
     k: Option<usize>,
 }
 
@@ -335,8 +339,10 @@ pub struct ConnectParams {
     a: String,
     b: String,
     /// 1 to 4 (3 when not given).
+    #[param(minimum = 1, maximum = 4)]
     hops: Option<usize>,
     /// Paths, 1 to 20 (5 when not given).
+    #[param(minimum = 1, maximum = 20)]
     k: Option<usize>,
 }
 
@@ -379,6 +385,7 @@ pub struct ExplainParams {
     user: String,
     sku: String,
     /// 1 to 10 (3 when not given).
+    #[param(minimum = 1, maximum = 10)]
     k: Option<usize>,
 }
 
@@ -436,6 +443,7 @@ pub struct BoughtRatedLowParams {
     /// Ratings at or below this (4 when not given).
     max_rating: Option<f32>,
     /// 1 to 1000 (100 when not given).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
@@ -609,6 +617,7 @@ pub struct InboxParams {
     /// `waiting` (the default: handed off, nobody has taken it), `agent`, `bot`, `closed`.
     state: Option<String>,
     /// 1 to 200 (50 when not given).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
 }
 

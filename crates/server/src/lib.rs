@@ -162,7 +162,6 @@ impl AppState {
         description = "Storefront recommendations and search, event ingestion, the agent API and the customer chat. \
             Send API keys as `Authorization: Bearer KEY`; customers' chat calls carry their session token the same way."
     ),
-    modifiers(&SecurityAddon),
     tags(
         (name = "storefront", description = "Recommendations, search, events and catalog (storefront keys)"),
         (name = "agent", description = "Support agents: graph, profiles, conversations (agent keys)"),
@@ -177,21 +176,54 @@ struct SecurityAddon;
 impl utoipa::Modify for SecurityAddon {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        // The refusals any operation can give, from the guard, the extractors and
+        // loading, documented once for all of them.
+        let common = [
+            ("400", "Malformed: a parameter or the body is wrong, in words"),
+            ("401", "No key or token, or one that is not valid"),
+            ("403", "A key of another role, or a customer session"),
+            ("413", "The body is larger than the server accepts"),
+            ("415", "The body is not sent as application/json"),
+            ("422", "The body is JSON of the wrong shape"),
+            ("429", "Rate-limited: Retry-After says when to come back"),
+            ("503", "Still loading (see /readyz)"),
+        ];
+        for item in openapi.paths.paths.values_mut() {
+            let operations =
+                [&mut item.get, &mut item.post, &mut item.put, &mut item.delete, &mut item.patch];
+            for operation in operations.into_iter().flatten() {
+                for (status, description) in common {
+                    if !operation.responses.responses.contains_key(status) {
+                        let body = ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("ErrorBody")))
+                            .build();
+                        let response = ResponseBuilder::new()
+                            .description(description)
+                            .content("application/json", body)
+                            .build();
+                        operation.responses.responses.insert(status.to_owned(), response.into());
+                    }
+                }
+            }
+        }
     }
 }
 
 /// The whole server: every route, the guards around the APIs, and request logging.
 pub fn router(state: Arc<AppState>) -> Router {
-    let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (api, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(storefront::routes())
         .merge(agent::routes())
         .merge(chat::routes())
         .split_for_parts();
+    // After the routes are in: it documents what every operation may answer.
+    utoipa::Modify::modify(&SecurityAddon, &mut openapi);
     let openai = Router::new()
         .route("/v1/chat/completions", axum::routing::post(openai::completions))
         .route("/v1/models", axum::routing::get(openai::models));

@@ -84,6 +84,7 @@ pub struct CardList {
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// How many (1 to 100; 20 when not given).
+    #[param(minimum = 1, maximum = 100)]
     n: Option<usize>,
 }
 
@@ -140,6 +141,7 @@ pub struct SessionRequest {
     events: Vec<SessionEvent>,
     /// How many (1 to 100; 20 when not given).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 100)]
     n: Option<usize>,
 }
 
@@ -264,8 +266,10 @@ pub struct SearchParams {
     /// The shop's id of the customer: their interests reorder the page.
     user: Option<String>,
     /// 1-based (1 when not given).
+    #[param(minimum = 1, maximum = 1000)]
     page: Option<usize>,
     /// 1 to 100 (20 when not given).
+    #[param(minimum = 1, maximum = 100)]
     per_page: Option<usize>,
     /// A category key; its subcategories are included.
     category: Option<String>,
