@@ -172,7 +172,8 @@ fn refused(got: (u16, Value), status: u16, words: &str) {
 #[test]
 fn every_endpoint_over_http_on_sqlite_and_postgres() {
     for db in TestDb::both() {
-        let served = serve(&db, &[]);
+        // The recommender is refitted every second when events arrived.
+        let served = serve(&db, &[("SHOPGRAPH_REFIT_SECS", "1")]);
         let store = db.store();
         block_on(exercise(&served.base, &db, &store));
     }
@@ -298,6 +299,38 @@ async fn exercise(base: &str, db: &TestDb, store: &shopgraph_store::Store) {
         refs.contains(&format!("sku:{joy}").as_str()) && refs.contains(&"sku:web-0001"),
         "{refs:?}"
     );
+    // Alice was a stranger to the recommender (popular books); once it is refitted over
+    // her events, her list comes from what she chose, and says so.
+    let started = Instant::now();
+    loop {
+        let (s, recs) = call(
+            base,
+            "GET",
+            "/api/v1/users/web:alice/recommendations?n=5",
+            Some(STOREFRONT),
+            None,
+        )
+        .await;
+        assert_eq!(s, 200, "{recs}");
+        let reasons: Vec<&str> = recs["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["reason"].as_str().unwrap())
+            .collect();
+        if reasons.iter().any(|r| r.contains("The Joy Luck Club") || r.contains("Northern Sea")) {
+            assert!(
+                recs["items"].as_array().unwrap().iter().all(|i| i["sku"] != joy.as_str()),
+                "{recs}"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{name}: no refit in a minute: {reasons:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 
     // ---- a customer's chat, handed off, taken over and answered
     let (s, chat) = call(base, "POST", "/api/v1/chat/sessions", None, Some(json!({}))).await;

@@ -27,6 +27,10 @@ pub(crate) struct ServeArgs {
     /// is made for this run and printed.
     #[arg(long, env = "SHOPGRAPH_API_KEYS", hide_env_values = true, value_delimiter = ',')]
     api_keys: Vec<String>,
+    /// Seconds between refits of the recommender over new events (0: only at start);
+    /// overrides the file's `refit_secs` (default 600).
+    #[arg(long, env = "SHOPGRAPH_REFIT_SECS")]
+    refit_secs: Option<u64>,
     /// Serve only the language model (`/v1/chat/completions`, `/v1/models`): a model
     /// host for other shopgraph servers (their `--llm-url`).
     #[arg(long)]
@@ -74,6 +78,9 @@ fn config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
         config.addr = addr;
     }
     config.llm_timeout_secs = args.llm.llm_timeout;
+    if let Some(secs) = args.refit_secs {
+        config.refit_secs = secs;
+    }
     for given in &args.api_keys {
         let mut parts = given.splitn(3, ':');
         let (Some(role), Some(name), Some(secret)) = (parts.next(), parts.next(), parts.next())

@@ -566,7 +566,7 @@ async fn customer(
     let user = user_by_external(&p, &user).await?;
     let interests = p.store.interests(user.id).await?;
     let conversations = p.store.conversations_of_user(user.id).await?;
-    let picks = p.shop.recommend_known(&user.external_id, &interests, 5).await?;
+    let picks = p.tools().shop.recommend_known(&user.external_id, &interests, 5).await?;
     Ok(Json(CustomerProfile {
         interests: interests.iter().map(interest_out).collect(),
         conversations: conversations.iter().map(|c| header(c, &user.external_id)).collect(),

@@ -113,7 +113,7 @@ async fn new_session(
     if let Some(u) = p.store.user(user).await? {
         p.graph.write().unwrap_or_else(|e| e.into_inner()).upsert_user(&u);
     }
-    let conversation = p.assistant.open(user, "web").await?;
+    let conversation = p.tools().assistant.open(user, "web").await?;
     Ok(Json(ChatSession {
         token: state.sessions.token(user, conversation.id),
         conversation: conversation.id.0,
@@ -142,7 +142,7 @@ async fn view(
     id: ConversationId,
     after: i64,
 ) -> Result<ChatView, ApiError> {
-    let messages = p.assistant.history(id, user).await?;
+    let messages = p.tools().assistant.history(id, user).await?;
     let c = p
         .store
         .conversation(id)
@@ -262,7 +262,8 @@ async fn send(
     let metrics = Arc::clone(&state.metrics);
     tokio::spawn(async move {
         let shown = tx.clone();
-        let result = p
+        let tools = p.tools();
+        let result = tools
             .assistant
             .turn(conversation, user, message.text.as_bytes(), |s| {
                 let event = match s {

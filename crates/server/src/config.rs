@@ -24,6 +24,9 @@ pub struct ServerConfig {
     pub session_secret: Option<String>,
     /// Seconds one chat turn's generation may take.
     pub llm_timeout_secs: u64,
+    /// Every this many seconds the recommender is fitted again if events arrived
+    /// (requests go on meanwhile); 0: only at start.
+    pub refit_secs: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -45,6 +48,7 @@ impl Default for ServerConfig {
             api_keys: Vec::new(),
             session_secret: None,
             llm_timeout_secs: 60,
+            refit_secs: 600,
         }
     }
 }

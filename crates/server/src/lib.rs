@@ -10,7 +10,7 @@
 //! - [`web`]: the chat page and the agent console, built into the binary.
 //!
 //! The server listens at once and loads the platform (store, graph, search index,
-//! model) behind it: until [`AppState::set_platform`] is called every data endpoint
+//! model) behind it: until [`AppState::load`] has finished every data endpoint
 //! answers 503 and `/readyz` says what is missing.
 
 pub mod agent;
@@ -56,9 +56,50 @@ pub struct Platform {
     pub search: Arc<SearchIndex>,
     /// Kept current by the server's own writes (events, products, users, interests).
     pub graph: RwLock<KnowledgeGraph>,
+    pub llm: Arc<dyn Llm>,
+    /// The recommender and the assistant over it, replaced whole when it is refitted.
+    tools: RwLock<Arc<Tools>>,
+    prompts: Prompts,
+    assistant_config: Config,
+}
+
+/// The recommender (fitted over the store's events up to `fitted_seq`) and the
+/// assistant that uses it. A request takes the current one and keeps it to its end.
+pub struct Tools {
     pub shop: Arc<Shop>,
     pub assistant: Arc<Assistant>,
-    pub llm: Arc<dyn Llm>,
+    pub fitted_seq: i64,
+}
+
+impl Platform {
+    pub fn tools(&self) -> Arc<Tools> {
+        Arc::clone(&self.tools.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Fits the recommender again when events arrived since the last fit, and swaps it
+    /// in; requests keep being answered by the old one meanwhile. True when it refitted.
+    pub async fn refit(&self) -> Result<bool, shopgraph_assistant::AssistantError> {
+        let last = self.store.last_event_seq().await?;
+        if last <= self.tools().fitted_seq {
+            return Ok(false);
+        }
+        let started = Instant::now();
+        let shop = Arc::new(Shop::load(self.store.clone(), Arc::clone(&self.search)).await?);
+        let assistant = Arc::new(Assistant::new(
+            Arc::clone(&self.llm),
+            self.prompts.clone(),
+            Arc::clone(&shop),
+            self.assistant_config.clone(),
+        ));
+        *self.tools.write().unwrap_or_else(|e| e.into_inner()) =
+            Arc::new(Tools { shop, assistant, fitted_seq: last });
+        tracing::info!(
+            events_up_to = last,
+            seconds = started.elapsed().as_secs_f32(),
+            "recommender refitted"
+        );
+        Ok(true)
+    }
 }
 
 /// What the caller loaded; [`AppState::load`] builds the assistant's tools over it.
@@ -107,37 +148,61 @@ impl AppState {
     }
 
     /// Builds the assistant's tools (fits the recommender over the store's events),
-    /// warms the model's prompt cache, and makes the platform live.
-    pub async fn load(&self, parts: Parts) -> Result<(), shopgraph_assistant::AssistantError> {
+    /// warms the model's prompt cache, makes the platform live, and starts the
+    /// recommender's refits (`refit_secs`).
+    pub async fn load(
+        self: &Arc<Self>,
+        parts: Parts,
+    ) -> Result<(), shopgraph_assistant::AssistantError> {
         self.loading("fitting the recommender over the store's events");
+        let fitted_seq = parts.store.last_event_seq().await?;
         let shop = Arc::new(Shop::load(parts.store.clone(), Arc::clone(&parts.search)).await?);
         let llm: Arc<dyn Llm> =
             Arc::new(metrics::Metered::new(parts.llm, Arc::clone(&self.metrics)));
         let assistant = Arc::new(Assistant::new(
             Arc::clone(&llm),
-            parts.prompts,
+            parts.prompts.clone(),
             Arc::clone(&shop),
-            parts.assistant,
+            parts.assistant.clone(),
         ));
         self.loading("reading the prompts' fixed parts into the model's cache");
         let took = assistant.warm_up().await?;
         tracing::info!(seconds = took.as_secs_f32(), "the model is warm");
-        self.set_platform(Platform {
+        let platform = Platform {
             store: parts.store,
             search: parts.search,
             graph: RwLock::new(parts.graph),
-            shop,
-            assistant,
             llm,
-        });
-        Ok(())
-    }
-
-    pub fn set_platform(&self, platform: Platform) {
+            tools: RwLock::new(Arc::new(Tools { shop, assistant, fitted_seq })),
+            prompts: parts.prompts,
+            assistant_config: parts.assistant,
+        };
         if self.platform.set(Arc::new(platform)).is_err() {
             tracing::warn!("the platform was already loaded");
         }
         self.loading("ready");
+        self.spawn_refits();
+        Ok(())
+    }
+
+    /// Every `refit_secs`, refits the recommender if events arrived (0: never).
+    fn spawn_refits(self: &Arc<Self>) {
+        let every = self.config.refit_secs;
+        if every == 0 {
+            return;
+        }
+        let state = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(every));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(platform) = state.platform.get() else { continue };
+                if let Err(e) = platform.refit().await {
+                    tracing::warn!("refitting the recommender: {e}");
+                }
+            }
+        });
     }
 
     /// The loaded platform, or 503 while it loads.

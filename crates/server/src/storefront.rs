@@ -130,7 +130,7 @@ async fn user_recommendations(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no user {user:?}")))?;
     let interests = p.store.interests(user.id).await?;
-    let picks = p.shop.recommend_known(&user.external_id, &interests, n).await?;
+    let picks = p.tools().shop.recommend_known(&user.external_id, &interests, n).await?;
     Ok(served(&state, picks.iter().map(Card::of_pick).collect()))
 }
 
@@ -191,7 +191,7 @@ async fn session_recommendations(
                 .ok_or_else(|| ApiError::not_found(format!("no product with sku {sku:?}")))?,
         );
     }
-    let picks = p.shop.recommend_session(&session, n).await?;
+    let picks = p.tools().shop.recommend_session(&session, n).await?;
     Ok(served(&state, picks.iter().map(Card::of_pick).collect()))
 }
 
@@ -226,7 +226,7 @@ async fn similar(
         if items.len() == n {
             break;
         }
-        if let Some(other) = p.shop.sellable(s.product).await? {
+        if let Some(other) = p.tools().shop.sellable(s.product).await? {
             let shared: Vec<&str> = s.shared.iter().take(3).map(String::as_str).collect();
             items.push(Card::new(
                 &BookFacts::of(&other),
@@ -254,7 +254,7 @@ async fn bought_together(
     let n = n_of(params.n)?;
     let p = state.platform()?;
     let product = product_by_sku(&p, &sku).await?;
-    let picks = p.shop.together(product.id, n).await?;
+    let picks = p.tools().shop.together(product.id, n).await?;
     Ok(served(&state, picks.iter().map(Card::of_pick).collect()))
 }
 
@@ -578,7 +578,7 @@ async fn upsert_products(
     for id in &ids {
         let Some(product) = p.store.product(*id).await? else { continue };
         p.graph.write().unwrap_or_else(|e| e.into_inner()).upsert_product(&product);
-        p.shop.product_changed(&product);
+        p.tools().shop.product_changed(&product);
         docs.push(ProductDoc::new(&product, &search_categories, 0));
     }
     p.search.upsert(&docs).map_err(ApiError::internal)?;
