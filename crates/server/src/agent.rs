@@ -23,7 +23,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::{Caller, Role};
-use crate::error::{ApiError, Body, ErrorBody, Params};
+use crate::error::{ApiError, Body, ErrorBody, Params, bounded};
 use crate::storefront::{Card, product_by_sku};
 use crate::{AppState, Platform};
 
@@ -154,7 +154,12 @@ async fn neighbours(
     };
     let found = {
         let graph = p.graph.read().unwrap_or_else(|e| e.into_inner());
-        graph.neighbours(&key, relation, q.limit.unwrap_or(20), &Limits::default())?
+        graph.neighbours(
+            &key,
+            relation,
+            bounded("limit", q.limit, 20, 1_000)?,
+            &Limits::default(),
+        )?
     };
     let mut out = Vec::with_capacity(found.len());
     for n in found {
@@ -212,11 +217,8 @@ async fn neighbourhood(
     Params(q): Params<NeighbourhoodParams>,
 ) -> Result<Json<GraphView>, ApiError> {
     caller.require(Role::Agent)?;
-    let hops = q.hops.unwrap_or(1);
-    let limit = q.limit.unwrap_or(24);
-    if !(1..=2).contains(&hops) || !(1..=60).contains(&limit) {
-        return Err(ApiError::bad_request("hops must be 1 or 2, limit 1 to 60"));
-    }
+    let hops = bounded("hops", q.hops, 1, 2)?;
+    let limit = bounded("limit", q.limit, 24, 60)?;
     let p = state.platform()?;
     let center = node(&p, &q.node).await?;
     // Walk under the read lock; name the nodes (store reads) after it.
@@ -291,10 +293,7 @@ async fn similar(
     Params(q): Params<SimilarParams>,
 ) -> Result<Json<Vec<SimilarProduct>>, ApiError> {
     caller.require(Role::Agent)?;
-    let k = q.k.unwrap_or(10);
-    if !(1..=100).contains(&k) {
-        return Err(ApiError::bad_request("k must be 1 to 100"));
-    }
+    let k = bounded("k", q.k, 10, 100)?;
     let p = state.platform()?;
     let product = product_by_sku(&p, &q.sku).await?;
     let found = p.graph.read().unwrap_or_else(|e| e.into_inner()).similar_products(
@@ -358,16 +357,13 @@ async fn connect(
     Params(q): Params<ConnectParams>,
 ) -> Result<Json<Vec<Vec<PathStep>>>, ApiError> {
     caller.require(Role::Agent)?;
-    let k = q.k.unwrap_or(5);
-    if !(1..=20).contains(&k) {
-        return Err(ApiError::bad_request("k must be 1 to 20"));
-    }
+    let k = bounded("k", q.k, 5, 20)?;
     let p = state.platform()?;
     let (a, b) = (node(&p, &q.a).await?, node(&p, &q.b).await?);
     let paths = p.graph.read().unwrap_or_else(|e| e.into_inner()).connect(
         &a,
         &b,
-        q.hops.unwrap_or(3),
+        bounded("hops", q.hops, 3, 4)?,
         k,
         &Limits::default(),
     )?;
@@ -410,10 +406,7 @@ async fn explain(
     Params(q): Params<ExplainParams>,
 ) -> Result<Json<Vec<Reason>>, ApiError> {
     caller.require(Role::Agent)?;
-    let k = q.k.unwrap_or(3);
-    if !(1..=10).contains(&k) {
-        return Err(ApiError::bad_request("k must be 1 to 10"));
-    }
+    let k = bounded("k", q.k, 3, 10)?;
     let p = state.platform()?;
     let user = user_by_external(&p, &q.user).await?;
     let product = product_by_sku(&p, &q.sku).await?;
@@ -466,7 +459,7 @@ async fn bought_rated_low(
         bought.id,
         rated.id,
         q.max_rating.unwrap_or(4.0),
-        q.limit.unwrap_or(100),
+        bounded("limit", q.limit, 100, 1_000)?,
         &Limits::default(),
     )?;
     let mut out = Vec::with_capacity(users.len());
@@ -618,7 +611,7 @@ pub struct InboxParams {
     state: Option<String>,
     /// 1 to 200 (50 when not given).
     #[param(minimum = 1, maximum = 200)]
-    limit: Option<u32>,
+    limit: Option<usize>,
 }
 
 /// Conversations in one state, oldest activity first: the handoff inbox by default.
@@ -639,10 +632,7 @@ async fn conversations(
             "state must be bot, waiting, agent or closed, got {wanted:?}"
         ))
     })?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::bad_request("limit must be 1 to 200"));
-    }
+    let limit = bounded("limit", q.limit, 50, 200)? as u32;
     let p = state.platform()?;
     let list = p.store.conversations_by_handoff(handoff, limit).await?;
     let mut out = Vec::with_capacity(list.len());

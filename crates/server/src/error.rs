@@ -123,6 +123,20 @@ impl From<shopgraph_graph::QueryError> for ApiError {
     }
 }
 
+/// A count a caller may give (`n`, `k`, `limit`, …): `default` when absent, else it must
+/// lie in `1..=max`, or the refusal names it and its bounds.
+pub fn bounded(
+    name: &str,
+    value: Option<usize>,
+    default: usize,
+    max: usize,
+) -> Result<usize, ApiError> {
+    match value.unwrap_or(default) {
+        v @ 1.. if v <= max => Ok(v),
+        v => Err(ApiError::bad_request(format!("{name} must be 1 to {max}, got {v}"))),
+    }
+}
+
 /// A JSON body; a malformed one, one of the wrong shape, the wrong content type or an
 /// oversize one is refused with the matching status and the parser's own words.
 pub struct Body<T>(pub T);

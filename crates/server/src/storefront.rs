@@ -22,7 +22,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::{Caller, Role};
-use crate::error::{ApiError, Body, ErrorBody, Params};
+use crate::error::{ApiError, Body, ErrorBody, Params, bounded};
 use crate::{AppState, Platform};
 
 /// The most products one upsert, or events one batch, may carry.
@@ -89,10 +89,12 @@ pub struct ListParams {
 }
 
 fn n_of(n: Option<usize>) -> Result<usize, ApiError> {
-    match n.unwrap_or(20) {
-        n @ 1..=MAX_N => Ok(n),
-        n => Err(ApiError::bad_request(format!("n must be 1 to {MAX_N}, got {n}"))),
-    }
+    bounded("n", n, 20, MAX_N)
+}
+
+/// The items of a batch: 1 to [`MAX_BATCH`] of them.
+fn batch<T>(what: &str, items: &[T]) -> Result<(), ApiError> {
+    bounded(what, Some(items.len()), 1, MAX_BATCH).map(|_| ())
 }
 
 fn served(state: &AppState, items: Vec<Card>) -> Json<CardList> {
@@ -314,14 +316,8 @@ async fn search(
     Params(params): Params<SearchParams>,
 ) -> Result<Json<SearchPage>, ApiError> {
     caller.require(Role::Storefront)?;
-    let per_page = match params.per_page.unwrap_or(20) {
-        n @ 1..=MAX_N => n,
-        n => return Err(ApiError::bad_request(format!("per_page must be 1 to {MAX_N}, got {n}"))),
-    };
-    let page = params.page.unwrap_or(1);
-    if page == 0 || page > 1_000 {
-        return Err(ApiError::bad_request("page must be 1 to 1000"));
-    }
+    let per_page = bounded("per_page", params.per_page, 20, MAX_N)?;
+    let page = bounded("page", params.page, 1, 1_000)?;
     let p = state.platform()?;
     let interests = match &params.user {
         Some(external) => {
@@ -442,12 +438,7 @@ async fn events(
         single @ Value::Object(_) => vec![single],
         _ => return Err(ApiError::bad_request("the body must be an event or {\"events\": [...]}")),
     };
-    if values.is_empty() || values.len() > MAX_BATCH {
-        return Err(ApiError::bad_request(format!(
-            "a batch carries 1 to {MAX_BATCH} events, got {}",
-            values.len()
-        )));
-    }
+    batch("the number of events", &values)?;
     let p = state.platform()?;
     let mut records = Vec::with_capacity(values.len());
     for (i, v) in values.into_iter().enumerate() {
@@ -548,12 +539,7 @@ async fn upsert_products(
     Body(body): Body<ProductsUpsert>,
 ) -> Result<Json<Upserted>, ApiError> {
     caller.require(Role::Storefront)?;
-    if body.products.is_empty() || body.products.len() > MAX_BATCH {
-        return Err(ApiError::bad_request(format!(
-            "an upsert carries 1 to {MAX_BATCH} products, got {}",
-            body.products.len()
-        )));
-    }
+    batch("the number of products", &body.products)?;
     let p = state.platform()?;
     let categories: HashSet<String> =
         p.store.categories().await?.into_iter().map(|c| c.key).collect();
@@ -607,12 +593,7 @@ async fn upsert_users(
     Body(body): Body<UsersUpsert>,
 ) -> Result<Json<Upserted>, ApiError> {
     caller.require(Role::Storefront)?;
-    if body.users.is_empty() || body.users.len() > MAX_BATCH {
-        return Err(ApiError::bad_request(format!(
-            "an upsert carries 1 to {MAX_BATCH} users, got {}",
-            body.users.len()
-        )));
-    }
+    batch("the number of users", &body.users)?;
     let p = state.platform()?;
     let mut users = Vec::with_capacity(body.users.len());
     let mut seen = HashSet::new();
