@@ -889,3 +889,26 @@ except Exception as e:
     assert!(chunks > 1, "{streamed}");
     assert!(stdout.contains("wrong key: AuthenticationError"), "{stdout}");
 }
+
+/// `SHOPGRAPH_LOG_FORMAT=json` makes every log line a JSON object, for a collector.
+#[test]
+fn logs_can_be_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = shopgraph()
+        .args(["migrate", "--db", &format!("sqlite:{}", dir.path().join("x.db").display())])
+        .env("SHOPGRAPH_LOG_FORMAT", "json")
+        .env("RUST_LOG", "shopgraph=info")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["level"] == "INFO"
+            && l["fields"]["message"].as_str().is_some_and(|m| m.contains("applied migration"))),
+        "{stderr}"
+    );
+}

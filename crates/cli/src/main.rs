@@ -156,14 +156,24 @@ fn choose_blas_kernels() {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     choose_blas_kernels();
-    tracing_subscriber::registry()
-        .with(EnvFilter::try_from_default_env().unwrap_or_else(|_| "shopgraph=info,warn".into()))
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
-        )
-        .init();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| "shopgraph=info,warn".into());
+    // `SHOPGRAPH_LOG_FORMAT=json`: one JSON object a line, with the span's fields (the
+    // server's request id, method and route), for a log collector.
+    if std::env::var("SHOPGRAPH_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr))
+            .init();
+    } else {
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+            )
+            .init();
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Migrate { db } => {
