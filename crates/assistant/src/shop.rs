@@ -308,9 +308,10 @@ impl Shop {
         interests: &[Interest],
         n: usize,
     ) -> Result<Vec<Pick>, AssistantError> {
-        let external = self.store.user(user).await?.map(|u| u.external_id);
-        let known = external.as_deref().and_then(|e| self.recs.data.ids().user(e));
-        self.rank(known.map_or(Shopper::Stranger, Shopper::User), interests, n).await
+        match self.store.user(user).await? {
+            Some(u) => self.recommend_known(&u.external_id, interests, n).await,
+            None => self.rank(Shopper::Stranger, interests, n).await,
+        }
     }
 
     /// [`Shop::recommend`] for a user the caller has already read: no lookup of the user.

@@ -283,6 +283,8 @@ async fn send(
                         Vec::new()
                     }
                 };
+                // The id of the turn's last stored message: the page polls after it.
+                let mut last = None;
                 if !cards.is_empty() {
                     let payload = serde_json::to_string(&cards).unwrap_or_default();
                     let _ = tx.send(SseEvent::default().event("cards").data(payload.clone()));
@@ -292,16 +294,19 @@ async fn send(
                         tool_name: Some("cards".into()),
                         tool_payload: Some(payload),
                     };
-                    if let Err(e) = p.store.append_message(conversation, &stored).await {
-                        tracing::warn!("storing a chat answer's cards: {e}");
+                    match p.store.append_message(conversation, &stored).await {
+                        Ok(m) => last = Some(m.id.0),
+                        Err(e) => tracing::warn!("storing a chat answer's cards: {e}"),
                     }
                 }
-                let last = p
-                    .store
-                    .messages(conversation)
-                    .await
-                    .ok()
-                    .and_then(|m| m.last().map(|m| m.id.0));
+                if last.is_none() {
+                    last = p
+                        .store
+                        .messages(conversation)
+                        .await
+                        .ok()
+                        .and_then(|m| m.last().map(|m| m.id.0));
+                }
                 let state = p
                     .store
                     .conversation(conversation)

@@ -71,6 +71,28 @@ pub struct Tools {
     pub fitted_seq: i64,
 }
 
+impl Tools {
+    /// Fits the recommender over the store's events (up to `fitted_seq`, the last
+    /// the caller saw) and puts the assistant over it.
+    async fn fit(
+        store: &Store,
+        search: &Arc<SearchIndex>,
+        llm: &Arc<dyn Llm>,
+        prompts: &Prompts,
+        config: &Config,
+        fitted_seq: i64,
+    ) -> Result<Tools, shopgraph_assistant::AssistantError> {
+        let shop = Arc::new(Shop::load(store.clone(), Arc::clone(search)).await?);
+        let assistant = Arc::new(Assistant::new(
+            Arc::clone(llm),
+            prompts.clone(),
+            Arc::clone(&shop),
+            config.clone(),
+        ));
+        Ok(Tools { shop, assistant, fitted_seq })
+    }
+}
+
 impl Platform {
     pub fn tools(&self) -> Arc<Tools> {
         Arc::clone(&self.tools.read().unwrap_or_else(|e| e.into_inner()))
@@ -84,15 +106,16 @@ impl Platform {
             return Ok(false);
         }
         let started = Instant::now();
-        let shop = Arc::new(Shop::load(self.store.clone(), Arc::clone(&self.search)).await?);
-        let assistant = Arc::new(Assistant::new(
-            Arc::clone(&self.llm),
-            self.prompts.clone(),
-            Arc::clone(&shop),
-            self.assistant_config.clone(),
-        ));
-        *self.tools.write().unwrap_or_else(|e| e.into_inner()) =
-            Arc::new(Tools { shop, assistant, fitted_seq: last });
+        let tools = Tools::fit(
+            &self.store,
+            &self.search,
+            &self.llm,
+            &self.prompts,
+            &self.assistant_config,
+            last,
+        )
+        .await?;
+        *self.tools.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(tools);
         tracing::info!(
             events_up_to = last,
             seconds = started.elapsed().as_secs_f32(),
@@ -156,24 +179,26 @@ impl AppState {
     ) -> Result<(), shopgraph_assistant::AssistantError> {
         self.loading("fitting the recommender over the store's events");
         let fitted_seq = parts.store.last_event_seq().await?;
-        let shop = Arc::new(Shop::load(parts.store.clone(), Arc::clone(&parts.search)).await?);
         let llm: Arc<dyn Llm> =
             Arc::new(metrics::Metered::new(parts.llm, Arc::clone(&self.metrics)));
-        let assistant = Arc::new(Assistant::new(
-            Arc::clone(&llm),
-            parts.prompts.clone(),
-            Arc::clone(&shop),
-            parts.assistant.clone(),
-        ));
+        let tools = Tools::fit(
+            &parts.store,
+            &parts.search,
+            &llm,
+            &parts.prompts,
+            &parts.assistant,
+            fitted_seq,
+        )
+        .await?;
         self.loading("reading the prompts' fixed parts into the model's cache");
-        let took = assistant.warm_up().await?;
+        let took = tools.assistant.warm_up().await?;
         tracing::info!(seconds = took.as_secs_f32(), "the model is warm");
         let platform = Platform {
             store: parts.store,
             search: parts.search,
             graph: RwLock::new(parts.graph),
             llm,
-            tools: RwLock::new(Arc::new(Tools { shop, assistant, fitted_seq })),
+            tools: RwLock::new(Arc::new(tools)),
             prompts: parts.prompts,
             assistant_config: parts.assistant,
         };
@@ -356,9 +381,4 @@ fn resident_mib() -> u64 {
         .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
         .unwrap_or(0);
     pages * 4096 / (1024 * 1024)
-}
-
-/// How long a generation for the `/v1` endpoint may take.
-pub(crate) fn llm_timeout(state: &AppState) -> Duration {
-    Duration::from_secs(state.config.llm_timeout_secs)
 }

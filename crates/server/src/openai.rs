@@ -114,7 +114,10 @@ pub(crate) async fn completions(
         return error(e.status, &e.message);
     }
     match state.platform() {
-        Ok(p) => respond(&p.llm, crate::llm_timeout(&state), body).await,
+        Ok(p) => {
+            let timeout = Duration::from_secs(state.config.llm_timeout_secs);
+            respond(&p.llm, timeout, body).await
+        }
         Err(e) => error(e.status, &e.message),
     }
 }
