@@ -25,10 +25,13 @@ pub enum EventKind {
     Search,
     ChatMessage,
     RecommendationShown,
+    /// The shopper said "not interested" in a product (a button under it): keeps it out
+    /// of their lists. Not an interaction the recommender learns from.
+    Dismiss,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 10] = [
         EventKind::View,
         EventKind::Click,
         EventKind::AddToCart,
@@ -38,6 +41,7 @@ impl EventKind {
         EventKind::Search,
         EventKind::ChatMessage,
         EventKind::RecommendationShown,
+        EventKind::Dismiss,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -51,6 +55,7 @@ impl EventKind {
             EventKind::Search => "search",
             EventKind::ChatMessage => "chat_message",
             EventKind::RecommendationShown => "recommendation_shown",
+            EventKind::Dismiss => "dismiss",
         }
     }
 
@@ -72,6 +77,7 @@ impl EventKind {
                 | EventKind::Rating
                 | EventKind::Review
                 | EventKind::RecommendationShown
+                | EventKind::Dismiss
         )
     }
 }
@@ -116,7 +122,7 @@ pub struct Event {
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum EventError {
     #[error(
-        "unknown event kind {0:?} (expected one of view, click, add_to_cart, purchase, rating, review, search, chat_message, recommendation_shown)"
+        "unknown event kind {0:?} (expected one of view, click, add_to_cart, purchase, rating, review, search, chat_message, recommendation_shown, dismiss)"
     )]
     UnknownKind(String),
     #[error("idempotency key must be 1 to {MAX_IDEMPOTENCY_KEY_BYTES} bytes, got {0}")]

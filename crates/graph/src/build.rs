@@ -79,8 +79,12 @@ fn kind_weight(kind: EventKind) -> Option<(u16, f32)> {
         EventKind::Purchase => (kind_bits::PURCHASE, 5.0),
         EventKind::Rating => (kind_bits::RATING, 4.0),
         EventKind::Review => (kind_bits::REVIEW, 4.0),
-        // Not a statement about one product the shopper chose.
-        EventKind::Search | EventKind::ChatMessage | EventKind::RecommendationShown => return None,
+        // Not a statement about one product the shopper chose (a dismissal is one
+        // against it: it becomes a dislike on the profile, not an interaction).
+        EventKind::Search
+        | EventKind::ChatMessage
+        | EventKind::RecommendationShown
+        | EventKind::Dismiss => return None,
     })
 }
 

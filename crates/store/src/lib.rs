@@ -15,6 +15,7 @@ mod events;
 mod insight;
 mod migrate;
 mod profiles;
+mod telegram;
 mod users;
 
 use std::str::FromStr;
@@ -32,6 +33,7 @@ pub use crate::events::{Appended, BatchAppended, EventFilter};
 pub use crate::insight::ModelRecord;
 pub use crate::migrate::{LATEST_VERSION, MIGRATIONS, Migration};
 pub use crate::profiles::MAX_SUBJECT_BYTES;
+pub use crate::telegram::{MAX_STATE_BYTES, PendingReply, TelegramChat};
 pub use crate::users::DeletedUser;
 
 /// Which database a [`Store`] talks to.

@@ -99,6 +99,7 @@ on_both_backends!(
     deleting_a_user_erases_everything_derived,
     segments_models_and_triples,
     concurrent_appends_are_all_kept_in_cursor_order,
+    telegram_chats_deliveries_updates_and_link_codes,
 );
 
 // --- fixtures ---------------------------------------------------------------------
@@ -176,14 +177,25 @@ async fn seed(store: &Store) -> (Vec<UserId>, Vec<ProductId>) {
 async fn migrations_upgrade_an_older_database_in_place(store: &Store) {
     assert_eq!(store.migrate_to(1).await.unwrap(), 1);
     let (users, products) = seed(store).await;
-    store
-        .append_event(&event("e1", users[0], Some(products[0]), EventKind::View, 1_000))
+    for (key, at) in [("e1", 1_000), ("e2", 1_500)] {
+        store
+            .append_event(&event(key, users[0], Some(products[0]), EventKind::View, at))
+            .await
+            .unwrap();
+    }
+    let before = store.last_event_seq().await.unwrap();
+
+    // A newer binary opens the version-1 database and upgrades it without losing rows
+    // (version 3 rebuilds SQLite's events table for a new kind).
+    assert_eq!(store.migrate().await.unwrap(), shopgraph_store::LATEST_VERSION);
+    assert_eq!(store.count_events().await.unwrap(), 2);
+    assert_eq!(store.last_event_seq().await.unwrap(), before);
+    assert_eq!(store.event_seq_by_key("e2").await.unwrap(), Some(before));
+    let dismissed = store
+        .append_event(&event("e3", users[0], Some(products[1]), EventKind::Dismiss, 3_000))
         .await
         .unwrap();
-
-    // A newer binary opens the version-1 database and upgrades it without losing rows.
-    assert_eq!(store.migrate().await.unwrap(), shopgraph_store::LATEST_VERSION);
-    assert_eq!(store.count_events().await.unwrap(), 1);
+    assert!(dismissed.seq > before, "{dismissed:?} after {before}");
     assert_eq!(store.product(products[0]).await.unwrap().unwrap().title, "The Hobbit");
     let interest = NewInterest {
         user: users[0],
@@ -644,4 +656,101 @@ async fn concurrent_appends_are_all_kept_in_cursor_order(store: &Store) {
         }
     }
     assert_eq!(seen.len(), 8 * 50 * 4);
+}
+
+async fn telegram_chats_deliveries_updates_and_link_codes(store: &Store) {
+    use shopgraph_core::MessageId;
+    use shopgraph_store::TelegramChat;
+
+    let (u, _) = seed(store).await;
+    let conv = store.open_conversation(u[0], "telegram").await.unwrap();
+    let mut chat = TelegramChat {
+        chat_id: -1_001_234_567_890,
+        user: u[0],
+        conversation: Some(conv.id),
+        state: r#"{"awaiting":"query"}"#.into(),
+        delivered: MessageId(0),
+        created_at: 0,
+        updated_at: 0,
+    };
+    assert_eq!(store.telegram_chat(chat.chat_id).await.unwrap(), None);
+    store.save_telegram_chat(&chat).await.unwrap();
+    let read = store.telegram_chat(chat.chat_id).await.unwrap().unwrap();
+    assert_eq!(
+        (read.user, read.conversation, read.state.as_str(), read.delivered),
+        (u[0], Some(conv.id), chat.state.as_str(), MessageId(0))
+    );
+
+    // Agents' answers wait until claimed; a claim moves from the mark it read only.
+    let say = |role, content: &str| NewMessage {
+        role,
+        content: content.into(),
+        tool_name: None,
+        tool_payload: None,
+    };
+    store.append_message(conv.id, &say(Role::User, "/human")).await.unwrap();
+    let a1 = store.append_message(conv.id, &say(Role::Agent, "Hello, Ana here.")).await.unwrap();
+    let a2 = store.append_message(conv.id, &say(Role::Agent, "It ships today.")).await.unwrap();
+    let pending = store.pending_replies(10).await.unwrap();
+    assert_eq!(pending.iter().map(|p| p.message.id).collect::<Vec<_>>(), [a1.id, a2.id]);
+    assert_eq!((pending[0].chat_id, pending[0].delivered), (chat.chat_id, MessageId(0)));
+    assert!(store.claim_delivery(chat.chat_id, MessageId(0), a1.id).await.unwrap());
+    assert!(
+        !store.claim_delivery(chat.chat_id, MessageId(0), a1.id).await.unwrap(),
+        "claimed twice"
+    );
+    let pending = store.pending_replies(10).await.unwrap();
+    assert_eq!((pending.len(), pending[0].delivered), (1, a1.id));
+    // A failed send gives the claim back.
+    assert!(store.unclaim_delivery(chat.chat_id, a1.id, MessageId(0)).await.unwrap());
+    assert_eq!(store.pending_replies(10).await.unwrap().len(), 2);
+    assert!(store.claim_delivery(chat.chat_id, MessageId(0), a2.id).await.unwrap());
+    assert!(store.pending_replies(10).await.unwrap().is_empty());
+
+    // Saving the same conversation keeps the mark; a new conversation starts it again.
+    chat.state = "{}".into();
+    store.save_telegram_chat(&chat).await.unwrap();
+    assert_eq!(store.telegram_chat(chat.chat_id).await.unwrap().unwrap().delivered, a2.id);
+    let next = store.open_conversation(u[0], "telegram").await.unwrap();
+    chat.conversation = Some(next.id);
+    store.save_telegram_chat(&chat).await.unwrap();
+    assert_eq!(store.telegram_chat(chat.chat_id).await.unwrap().unwrap().delivered, MessageId(0));
+    assert!(store.pending_replies(10).await.unwrap().is_empty(), "the old conversation's answers");
+    chat.state = "x".repeat(shopgraph_store::MAX_STATE_BYTES + 1);
+    assert!(matches!(store.save_telegram_chat(&chat).await, Err(StoreError::Invalid(_))));
+
+    // Handled updates are remembered, and forgotten when old.
+    assert!(!store.update_handled(41).await.unwrap());
+    store.mark_update_handled(41, 0).await.unwrap();
+    store.mark_update_handled(41, 0).await.unwrap();
+    assert!(store.update_handled(41).await.unwrap());
+    store.mark_update_handled(42, shopgraph_core::now_ms() + 60_000).await.unwrap();
+    assert!(!store.update_handled(41).await.unwrap());
+
+    // A link code works once, before it expires, for the user it names.
+    let now = shopgraph_core::now_ms();
+    store.add_link_code(u[1], "aa11", now + 60_000).await.unwrap();
+    store.add_link_code(u[1], "bb22", now - 1).await.unwrap();
+    assert_eq!(store.redeem_link_code("aa11", "telegram:1").await.unwrap(), Some(u[1]));
+    assert_eq!(store.redeem_link_code("aa11", "telegram:2").await.unwrap(), None);
+    assert_eq!(store.redeem_link_code("bb22", "telegram:1").await.unwrap(), None);
+    assert_eq!(store.redeem_link_code("cc33", "telegram:1").await.unwrap(), None);
+    assert!(matches!(
+        store.add_link_code(UserId(987_654), "dd44", now + 60_000).await,
+        Err(StoreError::UnknownUser(_))
+    ));
+
+    // Linking moves the chat user's interests to the account.
+    let liked = NewInterest {
+        user: u[0],
+        subject: "maker:tolkien".into(),
+        weight: 0.5,
+        polarity: Polarity::Likes,
+        source: InterestSource::Event(1),
+        at: now,
+    };
+    store.add_interest(&liked).await.unwrap();
+    assert_eq!(store.move_interests(u[0], u[1]).await.unwrap(), 1);
+    assert!(store.interests(u[0]).await.unwrap().is_empty());
+    assert_eq!(store.interests(u[1]).await.unwrap()[0].subject, "maker:tolkien");
 }
