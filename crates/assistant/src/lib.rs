@@ -248,6 +248,12 @@ impl Assistant {
         &*self.llm
     }
 
+    /// The prompts and fixed replies (a surface's own words, such as a chat bot's
+    /// greeting, live in the same replies file).
+    pub fn prompts(&self) -> &Prompts {
+        &self.prompts
+    }
+
     /// Reads the fixed first part of every prompt once, so that the model's prefix
     /// cache holds it and a customer's first turn reads only its own words. Returns
     /// how long that took.
@@ -489,6 +495,46 @@ impl Assistant {
             Intent::Chitchat => {
                 turn.fixed(self.prompts.reply("chitchat", lang, &[])?, &mut show);
             }
+        }
+        self.finish(conversation, turn, lang).await
+    }
+
+    /// The customer asked for a person in so many words (a button, or a command such
+    /// as Telegram's `/human`): `said` is stored as their message and the conversation
+    /// goes to the agents' inbox with its handoff packet, as [`Assistant::turn`] does
+    /// when it hears the request in a sentence. A conversation already with the agents
+    /// is told so.
+    pub async fn ask_for_person(
+        &self,
+        conversation: ConversationId,
+        user: UserId,
+        said: &str,
+    ) -> Result<Reply, AssistantError> {
+        let started = Instant::now();
+        let text = check_message(said.as_bytes())?;
+        let conv = self.owned(conversation, user).await?;
+        self.shop.store().append_message(conversation, &message_of(Role::User, text)).await?;
+        let lang = language(text);
+        let mut turn = Turn::new(started);
+        let mut show = |_: Shown| {};
+        if conv.handoff == Handoff::Bot {
+            turn.reply.understanding = Some(Understanding {
+                intent: Intent::Human,
+                product: String::new(),
+                topic: String::new(),
+                mood: Mood::Calm,
+            });
+            self.hand_off(
+                conversation,
+                user,
+                "the customer asked for a person",
+                &mut turn,
+                lang,
+                &mut show,
+            )
+            .await?;
+        } else {
+            turn.fixed(self.prompts.reply("waiting", lang, &[])?, &mut show);
         }
         self.finish(conversation, turn, lang).await
     }

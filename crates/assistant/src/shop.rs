@@ -493,6 +493,10 @@ impl Shop {
             let hits = self.find(words, 20).await?;
             return Ok(hits.iter().filter_map(|b| r.item_of.get(&b.id).copied()).collect());
         }
+        // One product (a shopper's "not interested" in it, say).
+        if let Some(sku) = subject.strip_prefix("product:") {
+            return Ok(r.data.ids().item(sku).into_iter().collect());
+        }
         let Some(&entity) = r.entity_of.get(subject) else { return Ok(Vec::new()) };
         Ok((0..r.products.len() as u32)
             .filter(|&i| r.side.links[i as usize].iter().any(|&(_, e)| e == entity))

@@ -70,6 +70,25 @@ pub fn new_secret() -> String {
     format!("sg_{}", hex(&rand::random::<[u8; 20]>()))
 }
 
+/// The letters of link codes: no 0/O or 1/I to misread.
+const LINK_ALPHABET: &[u8; 32] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+
+/// A one-time code for linking a chat to an account: 8 characters, 40 random bits.
+pub fn new_link_code() -> String {
+    (0..8).map(|_| LINK_ALPHABET[rand::random_range(0..32)] as char).collect()
+}
+
+/// The stored form of a link code, as the customer may type it: case, spaces and
+/// dashes do not matter.
+pub fn link_code_sha256(typed: &str) -> String {
+    let code: String = typed
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .flat_map(char::to_uppercase)
+        .collect();
+    sha256_hex(code.as_bytes())
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }

@@ -27,6 +27,45 @@ pub struct ServerConfig {
     /// Every this many seconds the recommender is fitted again if events arrived
     /// (requests go on meanwhile); 0: only at start.
     pub refit_secs: u64,
+    /// The Telegram bot, which runs when `TELOXIDE_TOKEN` is set.
+    pub telegram: TelegramConfig,
+}
+
+/// How the Telegram bot reaches the Bot API and talks to chats. Its token is never in
+/// the file: it comes from `TELOXIDE_TOKEN`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelegramConfig {
+    /// The Bot API server (a local one, `telegram-bot-api`, or a test's); Telegram's own
+    /// when not given. `TELOXIDE_API_URL` overrides it.
+    pub api_url: Option<String>,
+    /// `polling` (long polling, the default) or `webhook`.
+    pub mode: TelegramMode,
+    /// Webhook mode: the public HTTPS address Telegram posts updates to. Its path is
+    /// served on this server's own listener.
+    pub webhook_url: Option<String>,
+    /// Webhook mode: Telegram sends it with every update and updates without it are
+    /// refused (1 to 256 of `A-Z a-z 0-9 _ -`); drawn at random when not given.
+    pub webhook_secret: Option<String>,
+    /// Messages a second to one chat (Telegram asks bots for about one), in bursts of
+    /// at most `chat_burst`.
+    pub chat_rate: f64,
+    pub chat_burst: u32,
+    /// Messages a second to all chats together (Telegram's limit is about 30).
+    pub global_rate: f64,
+    /// How often agents' answers are looked for and delivered, in milliseconds.
+    pub delivery_ms: u64,
+    /// How many times one message is tried when the Bot API says "retry after" or the
+    /// network fails.
+    pub send_attempts: u32,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TelegramMode {
+    #[default]
+    Polling,
+    Webhook,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -49,6 +88,23 @@ impl Default for ServerConfig {
             session_secret: None,
             llm_timeout_secs: 60,
             refit_secs: 600,
+            telegram: TelegramConfig::default(),
+        }
+    }
+}
+
+impl Default for TelegramConfig {
+    fn default() -> TelegramConfig {
+        TelegramConfig {
+            api_url: None,
+            mode: TelegramMode::Polling,
+            webhook_url: None,
+            webhook_secret: None,
+            chat_rate: 1.0,
+            chat_burst: 3,
+            global_rate: 30.0,
+            delivery_ms: 1000,
+            send_attempts: 4,
         }
     }
 }

@@ -46,7 +46,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 pub use crate::auth::{ApiKey, Role};
-pub use crate::config::ServerConfig;
+pub use crate::config::{ServerConfig, TelegramConfig, TelegramMode};
 use crate::error::ApiError;
 pub use crate::metrics::Metrics;
 
@@ -96,6 +96,23 @@ impl Tools {
 impl Platform {
     pub fn tools(&self) -> Arc<Tools> {
         Arc::clone(&self.tools.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Applies the events stored since the graph last looked (a surface calls it after
+    /// it appended some, so the graph's answers include them).
+    pub async fn catch_up_graph(&self) -> Result<(), shopgraph_store::StoreError> {
+        loop {
+            let after = self.graph.read().unwrap_or_else(|e| e.into_inner()).last_seq();
+            let page = self.store.events_after(after, 5_000).await?;
+            if page.is_empty() {
+                return Ok(());
+            }
+            let mut graph = self.graph.write().unwrap_or_else(|e| e.into_inner());
+            let last = graph.last_seq();
+            for e in page.iter().filter(|e| e.seq > last) {
+                graph.apply_event(e);
+            }
+        }
     }
 
     /// Fits the recommender again when events arrived since the last fit, and swaps it
@@ -238,6 +255,16 @@ impl AppState {
                 format!("the server is still loading ({})", self.loading_now()),
             )
         })
+    }
+
+    /// The platform, once loaded (for surfaces that start after it, such as the
+    /// Telegram bot).
+    pub fn loaded(&self) -> Option<Arc<Platform>> {
+        self.platform.get().cloned()
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
     }
 
     fn loading_now(&self) -> String {

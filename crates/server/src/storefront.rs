@@ -40,6 +40,7 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(events))
         .routes(routes!(upsert_products))
         .routes(routes!(upsert_users))
+        .routes(routes!(link_code))
 }
 
 /// A product as a list shows it, with why it is there.
@@ -490,24 +491,8 @@ async fn events(
         let a = p.store.append_events(&events).await?;
         EventsAccepted { inserted: a.inserted, duplicates: a.duplicates, last_seq: a.last_seq }
     };
-    catch_up_graph(&p).await?;
+    p.catch_up_graph().await?;
     Ok(Json(accepted))
-}
-
-/// Applies the events stored since the graph last looked.
-pub(crate) async fn catch_up_graph(p: &Platform) -> Result<(), ApiError> {
-    loop {
-        let after = p.graph.read().unwrap_or_else(|e| e.into_inner()).last_seq();
-        let page = p.store.events_after(after, 5_000).await?;
-        if page.is_empty() {
-            return Ok(());
-        }
-        let mut graph = p.graph.write().unwrap_or_else(|e| e.into_inner());
-        let last = graph.last_seq();
-        for e in page.iter().filter(|e| e.seq > last) {
-            graph.apply_event(e);
-        }
-    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -615,6 +600,45 @@ async fn upsert_users(
         }
     }
     Ok(Json(Upserted { upserted: ids.len() }))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LinkCode {
+    /// Eight letters and digits, shown to the customer once: they send `/link CODE`
+    /// (or open the bot's `start=CODE` link) in Telegram.
+    pub code: String,
+    /// Milliseconds since the epoch after which the code no longer works.
+    pub expires_at: i64,
+}
+
+/// How long a link code works.
+pub const LINK_CODE_MS: i64 = 15 * 60 * 1000;
+
+/// A one-time code that links a Telegram chat to this customer's account (the shop
+/// shows it on the customer's account page). It works once, for 15 minutes; only its
+/// SHA-256 is stored.
+#[utoipa::path(
+    post, path = "/api/v1/users/{user}/link-code", tag = "storefront",
+    params(("user" = String, Path, description = "The shop's id of the customer")),
+    responses((status = 200, body = LinkCode), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+async fn link_code(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(user): Path<String>,
+) -> Result<Json<LinkCode>, ApiError> {
+    caller.require(Role::Storefront)?;
+    let p = state.platform()?;
+    let user = p
+        .store
+        .user_by_external_id(&user)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no user {user:?}")))?;
+    let code = crate::auth::new_link_code();
+    let expires_at = shopgraph_core::now_ms() + LINK_CODE_MS;
+    p.store.add_link_code(user.id, &crate::auth::link_code_sha256(&code), expires_at).await?;
+    Ok(Json(LinkCode { code, expires_at }))
 }
 
 #[cfg(test)]
