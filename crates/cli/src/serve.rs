@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use clap::{Args, Subcommand};
-use shopgraph_server::{ApiKey, AppState, Parts, Role, ServerConfig};
+use shopgraph_server::{ApiKey, AppState, Parts, Role, ServerConfig, TelegramMode};
 
 use crate::chat::LlmArgs;
 use crate::graph::GraphArgs;
@@ -38,6 +38,13 @@ pub(crate) struct ServeArgs {
     /// Where the knowledge graph's snapshot lives (default: beside the store's data).
     #[arg(long, env = "SHOPGRAPH_GRAPH_SNAPSHOT")]
     snapshot: Option<PathBuf>,
+    /// The Telegram bot's token: with one, the bot runs beside the APIs (settings in
+    /// the config's [telegram] section).
+    #[arg(long, env = "TELOXIDE_TOKEN", hide_env_values = true)]
+    telegram_token: Option<String>,
+    /// The Bot API server (a local one); overrides the config's telegram.api_url.
+    #[arg(long, env = "TELOXIDE_API_URL")]
+    telegram_api_url: Option<String>,
     #[command(flatten)]
     index: IndexArgs,
     #[command(flatten)]
@@ -80,6 +87,9 @@ fn config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
     config.llm_timeout_secs = args.llm.llm_timeout;
     if let Some(secs) = args.refit_secs {
         config.refit_secs = secs;
+    }
+    if let Some(api) = &args.telegram_api_url {
+        config.telegram.api_url = Some(api.clone());
     }
     for given in &args.api_keys {
         let mut parts = given.splitn(3, ':');
@@ -130,7 +140,27 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {addr}"))?;
     // The port the system chose, when asked for port 0.
     let addr = listener.local_addr()?;
-    let router = shopgraph_server::router(Arc::clone(&state));
+    let mut router = shopgraph_server::router(Arc::clone(&state));
+    if let Some(token) = &args.telegram_token {
+        let settings = state.config().telegram.clone();
+        let bot = shopgraph_telegram::bot(token, &settings)?;
+        match settings.mode {
+            TelegramMode::Polling => {
+                tokio::spawn(shopgraph_telegram::run_polling(Arc::clone(&state), bot, settings));
+            }
+            TelegramMode::Webhook => {
+                let (updates, route) = shopgraph_telegram::webhook(&bot, &settings, addr).await?;
+                router = router.merge(route);
+                tokio::spawn(shopgraph_telegram::run_webhook(
+                    Arc::clone(&state),
+                    bot,
+                    settings,
+                    updates,
+                ));
+            }
+        }
+        tracing::info!("telegram: the bot starts once the platform is loaded");
+    }
     let server = tokio::spawn(shopgraph_server::serve(listener, router, async {
         let _ = tokio::signal::ctrl_c().await;
     }));
