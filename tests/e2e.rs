@@ -13,3 +13,4 @@ mod graph;
 mod import;
 mod search;
 mod server;
+mod telegram;

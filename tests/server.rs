@@ -40,6 +40,11 @@ impl Drop for Served {
 /// ready (the model loaded and warm).
 pub(crate) fn serve(db: &TestDb, extra_env: &[(&str, &str)]) -> Served {
     run_ok(&["import", &graph_data("excerpts/bookcrossing")], db);
+    serve_again(db, extra_env)
+}
+
+/// Serves `db` as it is (a restart: nothing imported).
+pub(crate) fn serve_again(db: &TestDb, extra_env: &[(&str, &str)]) -> Served {
     let dir = tempfile::tempdir().unwrap();
     let keys = format!(
         "storefront:web:{STOREFRONT},agent:ana:{AGENT},agent:bo:{AGENT_2},admin:ops:{ADMIN}"
@@ -155,13 +160,13 @@ pub(crate) fn sse(body: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn isbn13(isbn10: &str) -> String {
+pub(crate) fn isbn13(isbn10: &str) -> String {
     shopgraph_import::clean::normalize_isbn(isbn10).unwrap()
 }
 
 /// Asserts a refusal: its status, a JSON error with a message, and no 5xx ever.
 #[track_caller]
-fn refused(got: (u16, Value), status: u16, words: &str) {
+pub(crate) fn refused(got: (u16, Value), status: u16, words: &str) {
     let (s, body) = got;
     assert_eq!(s, status, "{body}");
     let message =
