@@ -1,5 +1,5 @@
 //! The web pages in headless Chromium (Debian's `chromium` and `chromium-driver`,
-//! installed by `scripts/setup.sh`), driven over the W3C WebDriver protocol: a
+//! installed by `scripts/test.sh`), driven over the W3C WebDriver protocol: a
 //! customer asks for a book and sees the streamed answer with product cards, reloads
 //! and finds the conversation again, asks for a person; an agent takes the
 //! conversation over in the console and answers, and the customer sees the answer.
@@ -34,7 +34,7 @@ impl ChromeDriver {
         let binary = "/usr/bin/chromedriver";
         assert!(
             std::path::Path::new(binary).exists(),
-            "no {binary}: run scripts/setup.sh (it installs chromium-driver)"
+            "no {binary}: run scripts/test.sh (it installs chromium-driver)"
         );
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new(binary)

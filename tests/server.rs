@@ -29,6 +29,12 @@ pub(crate) struct Served {
     _dir: tempfile::TempDir,
 }
 
+impl Served {
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Served {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -849,12 +855,12 @@ async fn exercise(base: &str, db: &TestDb, store: &shopgraph_store::Store) {
     assert!(limited > 0, "{name}: no request was rate-limited");
 }
 
-/// The `openai` Python package (installed by scripts/setup.sh in its own venv)
+/// The `openai` Python package (installed by scripts/test.sh in its own venv)
 /// completes a chat against the server, whole and streamed.
 #[test]
 fn an_openai_client_completes_a_chat_whole_and_streamed() {
     let python = cache_dir().join("venv-openai/bin/python");
-    assert!(python.exists(), "no {} (run scripts/setup.sh)", python.display());
+    assert!(python.exists(), "no {} (run scripts/test.sh)", python.display());
     let db = TestDb::sqlite();
     let served = serve(&db, &[]);
     let script = r#"

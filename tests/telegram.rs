@@ -55,6 +55,10 @@ struct Fake {
 struct BotApi {
     fake: Arc<Mutex<Fake>>,
     base: String,
+    /// Wakes a waiting getUpdates when an update (or a scripted answer) is queued.
+    wake: Arc<tokio::sync::Notify>,
+    /// Every message sent, as it is sent (for the benchmark's timings).
+    sends: tokio::sync::broadcast::Sender<Sent>,
 }
 
 fn ok(result: Value) -> Response {
@@ -83,10 +87,11 @@ async fn bot_api(
     if method == "getupdates" {
         let offset = body["offset"].as_i64().unwrap_or(0);
         let waited = Instant::now();
+        api.fake.lock().unwrap().calls.push((method.clone(), body.clone()));
         loop {
+            let woken = api.wake.notified();
             let scripted = {
                 let mut f = api.fake.lock().unwrap();
-                f.calls.push((method.clone(), body.clone()));
                 if f.scripted.front().is_some_and(|(m, _, _)| *m == method) {
                     f.scripted.pop_front()
                 } else {
@@ -103,7 +108,10 @@ async fn bot_api(
             if let Some((_, status, body)) = scripted {
                 return (StatusCode::from_u16(status).unwrap(), body.to_string()).into_response();
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::select! {
+                () = woken => {}
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
         }
     }
     let mut f = api.fake.lock().unwrap();
@@ -128,12 +136,14 @@ async fn bot_api(
             f.next_message += 1;
             let chat = body["chat_id"].as_i64().expect("chat_id is a number");
             let text = body["text"].as_str().unwrap_or_default().to_owned();
-            f.sent.push(Sent {
+            let sent = Sent {
                 chat,
                 text: text.clone(),
                 markup: body["reply_markup"].clone(),
                 at: Instant::now(),
-            });
+            };
+            let _ = api.sends.send(sent.clone());
+            f.sent.push(sent);
             ok(json!({
                 "message_id": f.next_message, "date": 1_700_000_000,
                 "chat": { "id": chat, "type": "private", "first_name": "Ann" },
@@ -149,7 +159,12 @@ impl BotApi {
         let fake = Arc::new(Mutex::new(Fake { next_update: 100, ..Fake::default() }));
         let listener = block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let api = BotApi { fake, base };
+        let api = BotApi {
+            fake,
+            base,
+            wake: Arc::default(),
+            sends: tokio::sync::broadcast::channel(100_000).0,
+        };
         let router = Router::new()
             .route("/{bot}/{method}", axum::routing::post(bot_api))
             .with_state(api.clone());
@@ -166,6 +181,7 @@ impl BotApi {
         update["update_id"] = json!(f.next_update);
         f.pushed.push(update.clone());
         f.updates.push(update);
+        self.wake.notify_one();
         f.next_update
     }
 
@@ -175,10 +191,12 @@ impl BotApi {
         let mut f = self.fake.lock().unwrap();
         let update = f.pushed.iter().find(|u| u["update_id"] == id).expect("pushed before").clone();
         f.updates.push(update);
+        self.wake.notify_one();
     }
 
     fn script(&self, method: &str, status: u16, body: Value) {
         self.fake.lock().unwrap().scripted.push_back((method.to_lowercase(), status, body));
+        self.wake.notify_one();
     }
 
     fn sent_count(&self) -> usize {
@@ -465,11 +483,17 @@ fn converse_tap_hand_off_restart_link(db: &TestDb) {
     let mark = api.sent_count();
     api.push(text(ann, "/frobnicate"));
     api.wait_for(mark, ann, |t| t.contains("do not know that command"));
-    let group = json!({ "message": { "message_id": 9, "date": 1_700_000_000,
-        "chat": { "id": -100_777, "type": "group", "title": "Book club" }, "from": user(ann), "text": "hi" } });
+    // In a group the bot leaves chatter alone and points a command to a private chat.
+    let group = |text: &str| {
+        json!({ "message": { "message_id": 9, "date": 1_700_000_000,
+            "chat": { "id": -100_777, "type": "group", "title": "Book club" },
+            "from": user(ann), "text": text } })
+    };
     let mark = api.sent_count();
-    api.push(group);
-    api.wait_for(mark, -100_777, |t| t.contains("private chat"));
+    api.push(group("anyone read Dune?"));
+    api.push(group("/search dune"));
+    let said = api.wait_for(mark, -100_777, |t| t.contains("private chat"));
+    assert_eq!(said.len(), 1, "{said:?}");
 
     // The Bot API answers 429 with retry_after: the bot waits that long and sends again.
     api.script(
@@ -607,4 +631,164 @@ fn webhook_mode_takes_updates_on_the_servers_own_port_with_the_secret_only() {
     assert_eq!(api.sent_since(mark, ann).len(), 1);
     assert!(api.calls("getupdates").is_empty(), "webhook mode does not poll");
     drop(served);
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[i].as_secs_f64() * 1e3
+}
+
+fn summary(what: &str, mut took: Vec<Duration>, elapsed: Duration) -> f64 {
+    took.sort();
+    let rate = took.len() as f64 / elapsed.as_secs_f64();
+    println!(
+        "{what}: {} in {:.1} s: {rate:.0}/s, p50 {:.1} ms, p99 {:.1} ms",
+        took.len(),
+        elapsed.as_secs_f64(),
+        percentile(&took, 0.5),
+        percentile(&took, 0.99)
+    );
+    rate
+}
+
+/// A measurement, not a test (`scripts/bench-telegram.sh`): searches through the bot for
+/// 10 seconds, 32 chats each sending its next `/search` once the last was answered,
+/// against the same queries through the HTTP search API from 32 clients for as long,
+/// the peer in this run.
+/// The bot's time runs from the update being queued to its first reply (the books
+/// follow as messages of their own); it includes the long poll's hand-over, the
+/// store's writes (the search event, the conversation, the update marked handled) and
+/// every message sent to the Bot API.
+#[test]
+#[ignore = "a benchmark: scripts/bench-telegram.sh"]
+fn bench_search_through_the_bot_and_through_the_api() {
+    const CLIENTS: i64 = 32;
+    const FOR: Duration = Duration::from_secs(10);
+    let db = TestDb::sqlite();
+    let api = BotApi::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), "");
+    // No rate limits here: what is measured is the bot's own work.
+    let config_text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("chat_rate = 20.0", "chat_rate = 100000.0")
+        .replace("chat_burst = 20", "chat_burst = 100000\nglobal_rate = 100000.0")
+        + "\n[rate_limit]\nper_key = 0\n";
+    std::fs::write(&config, config_text).unwrap();
+    let env = [
+        ("TELOXIDE_TOKEN", TOKEN),
+        ("TELOXIDE_API_URL", api.base.as_str()),
+        ("SHOPGRAPH_CONFIG", config.as_str()),
+    ];
+    let served = serve(&db, &env);
+    api.wait_polling();
+    let store = db.store();
+    let titles: Vec<String> = block_on(store.products_page(shopgraph_core::ProductId(0), 200))
+        .unwrap()
+        .into_iter()
+        .map(|p| p.title.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .collect();
+    let titles = Arc::new(titles);
+    let query =
+        move |client: i64, i: usize| titles[(client as usize * 7 + i * 13) % titles.len()].clone();
+
+    let bot = block_on(async {
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for client in 0..CLIENTS {
+            let api = api.clone();
+            let query = query.clone();
+            let mut sends = api.sends.subscribe();
+            tasks.push(tokio::spawn(async move {
+                let chat = 9_000 + client;
+                let mut took = Vec::new();
+                for i in 0.. {
+                    if started.elapsed() > FOR {
+                        break;
+                    }
+                    let asked = Instant::now();
+                    api.push(text(chat, &format!("/search {}", query(client, i))));
+                    loop {
+                        let sent = sends.recv().await.expect("the fake Bot API is up");
+                        if sent.chat == chat
+                            && (sent.text.starts_with("Here is what I found")
+                                || sent.text.starts_with("I could not find"))
+                        {
+                            took.push(sent.at.duration_since(asked));
+                            break;
+                        }
+                    }
+                }
+                took
+            }));
+        }
+        let mut took = Vec::new();
+        for t in tasks {
+            took.extend(t.await.unwrap());
+        }
+        (took, started.elapsed())
+    });
+    let sent = api.sent_count();
+
+    let base = served.base.clone();
+    let peer = block_on(async {
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for c in 0..CLIENTS {
+            let (client, base, query) = (client.clone(), base.clone(), query.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut took = Vec::new();
+                for i in 0.. {
+                    if started.elapsed() > FOR {
+                        break;
+                    }
+                    let asked = Instant::now();
+                    let q: String = query(c, i)
+                        .bytes()
+                        .map(|b| {
+                            if b.is_ascii_alphanumeric() {
+                                (b as char).to_string()
+                            } else {
+                                format!("%{b:02X}")
+                            }
+                        })
+                        .collect();
+                    let response = client
+                        .get(format!("{base}/api/v1/search?q={q}&n=5"))
+                        .bearer_auth(STOREFRONT)
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(response.status().as_u16(), 200);
+                    response.bytes().await.unwrap();
+                    took.push(asked.elapsed());
+                }
+                took
+            }));
+        }
+        let mut took = Vec::new();
+        for t in tasks {
+            took.extend(t.await.unwrap());
+        }
+        (took, started.elapsed())
+    });
+    let answered = bot.0.len();
+    let bot_rate = summary("telegram /search, to the first reply", bot.0, bot.1);
+    println!(
+        "  {sent} messages sent to the Bot API ({:.1} per search)",
+        sent as f64 / answered as f64
+    );
+    let api_rate = summary("peer: GET /api/v1/search, the same queries", peer.0, peer.1);
+    println!(
+        "ratio: the bot answers {:.2}x the searches a second of the HTTP API",
+        bot_rate / api_rate
+    );
+    let resident = std::fs::read_to_string(format!("/proc/{}/status", served.pid()))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS"))
+        .map(str::to_owned)
+        .unwrap_or_default();
+    println!("server {resident}");
 }

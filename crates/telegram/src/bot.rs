@@ -215,8 +215,12 @@ pub async fn handle(update: Update, me: Me, ctx: Arc<Ctx>) -> Result<(), BotErro
 async fn on_message(ctx: &Ctx, me: &Me, m: &Message, update: i64) -> Result<(), BotError> {
     let chat_id = m.chat.id.0;
     let from = m.from.as_ref();
+    // The assistant works in private chats. In a group, a command gets a pointer there;
+    // the group's own conversation is not the bot's to answer.
     if !m.chat.is_private() {
-        ctx.say(chat_id, "tg_private_only", lang_of(from), &[]).await?;
+        if m.text().is_some_and(|t| t.starts_with('/')) {
+            ctx.say(chat_id, "tg_private_only", lang_of(from), &[]).await?;
+        }
         return Ok(());
     }
     // A photo's caption is read as its text; a sticker, a voice note or a photo
