@@ -638,6 +638,7 @@ fn percentile(sorted: &[Duration], q: f64) -> f64 {
     sorted[i].as_secs_f64() * 1e3
 }
 
+#[allow(clippy::print_stdout, reason = "a benchmark's figures are its output")]
 fn summary(what: &str, mut took: Vec<Duration>, elapsed: Duration) -> f64 {
     took.sort();
     let rate = took.len() as f64 / elapsed.as_secs_f64();
@@ -661,6 +662,7 @@ fn summary(what: &str, mut took: Vec<Duration>, elapsed: Duration) -> f64 {
 /// every message sent to the Bot API.
 #[test]
 #[ignore = "a benchmark: scripts/bench-telegram.sh"]
+#[allow(clippy::print_stdout, reason = "a benchmark's figures are its output")]
 fn bench_search_through_the_bot_and_through_the_api() {
     const CLIENTS: i64 = 32;
     const FOR: Duration = Duration::from_secs(10);
