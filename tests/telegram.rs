@@ -586,6 +586,20 @@ fn webhook_mode_takes_updates_on_the_servers_own_port_with_the_secret_only() {
     let db = TestDb::sqlite();
     let api = BotApi::start();
     let dir = tempfile::tempdir().unwrap();
+    // Without a secret (replicas behind one address must share it) serve refuses to start.
+    let no_secret = config_file(
+        dir.path(),
+        "mode = \"webhook\"\nwebhook_url = \"https://shop.test/telegram/hook-7f3a\"\n",
+    );
+    let out = crate::support::shopgraph()
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .args(db.args())
+        .envs([("TELOXIDE_TOKEN", TOKEN), ("SHOPGRAPH_CONFIG", no_secret.as_str())])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && said.contains("webhook_secret"), "{said}");
+
     let config = config_file(
         dir.path(),
         "mode = \"webhook\"\nwebhook_url = \"https://shop.test/telegram/hook-7f3a\"\nwebhook_secret = \"s3cret-Token_1\"\n",
@@ -596,6 +610,11 @@ fn webhook_mode_takes_updates_on_the_servers_own_port_with_the_secret_only() {
         ("SHOPGRAPH_CONFIG", config.as_str()),
     ];
     let served = serve(&db, &env);
+    let started = Instant::now();
+    while api.calls("setwebhook").is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(60), "the webhook was never set");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let set = api.calls("setwebhook");
     assert_eq!(set.len(), 1, "{set:?}");
     let sent = set[0].to_string();

@@ -503,18 +503,18 @@ impl Assistant {
     /// as Telegram's `/human`): `said` is stored as their message and the conversation
     /// goes to the agents' inbox with its handoff packet, as [`Assistant::turn`] does
     /// when it hears the request in a sentence. A conversation already with the agents
-    /// is told so.
+    /// is told so. `lang` (`en`, `zh`) is the customer's: a command says nothing of it.
     pub async fn ask_for_person(
         &self,
         conversation: ConversationId,
         user: UserId,
         said: &str,
+        lang: &str,
     ) -> Result<Reply, AssistantError> {
         let started = Instant::now();
         let text = check_message(said.as_bytes())?;
         let conv = self.owned(conversation, user).await?;
         self.shop.store().append_message(conversation, &message_of(Role::User, text)).await?;
-        let lang = language(text);
         let mut turn = Turn::new(started);
         let mut show = |_: Shown| {};
         if conv.handoff == Handoff::Bot {

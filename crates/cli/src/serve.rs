@@ -149,7 +149,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 tokio::spawn(shopgraph_telegram::run_polling(Arc::clone(&state), bot, settings));
             }
             TelegramMode::Webhook => {
-                let (updates, route) = shopgraph_telegram::webhook(&bot, &settings, addr).await?;
+                let (updates, route) = shopgraph_telegram::webhook(&settings)?;
                 router = router.merge(route);
                 tokio::spawn(shopgraph_telegram::run_webhook(
                     Arc::clone(&state),

@@ -78,6 +78,17 @@ pub fn new_link_code() -> String {
     (0..8).map(|_| LINK_ALPHABET[rand::random_range(0..32)] as char).collect()
 }
 
+/// Whether `typed` could be a link code (what the bot's `start=…` link carries may be
+/// something else).
+pub fn looks_like_link_code(typed: &str) -> bool {
+    let code: Vec<u8> = typed
+        .bytes()
+        .filter(|b| !b.is_ascii_whitespace() && *b != b'-')
+        .map(|b| b.to_ascii_uppercase())
+        .collect();
+    code.len() == 8 && code.iter().all(|b| LINK_ALPHABET.contains(b))
+}
+
 /// The stored form of a link code, as the customer may type it: case, spaces and
 /// dashes do not matter.
 pub fn link_code_sha256(typed: &str) -> String {
@@ -284,6 +295,18 @@ pub(crate) async fn guard(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn link_codes_are_read_as_typed_and_only_codes_look_like_codes() {
+        let code = new_link_code();
+        assert!(looks_like_link_code(&code), "{code}");
+        let typed = format!("{}-{} ", code[..4].to_lowercase(), &code[4..]);
+        assert!(looks_like_link_code(&typed));
+        assert_eq!(link_code_sha256(&typed), link_code_sha256(&code));
+        for other in ["", "ABCDEFG", "ABCDEFGHJ", "ABCDEFG0", "promo-2024", "ABCD EFG1"] {
+            assert!(!looks_like_link_code(other), "{other}");
+        }
+    }
 
     #[test]
     fn a_session_token_names_one_customer_and_cannot_be_altered() {

@@ -45,7 +45,8 @@ pub struct TelegramConfig {
     /// served on this server's own listener.
     pub webhook_url: Option<String>,
     /// Webhook mode: Telegram sends it with every update and updates without it are
-    /// refused (1 to 256 of `A-Z a-z 0-9 _ -`); drawn at random when not given.
+    /// refused (1 to 256 of `A-Z a-z 0-9 _ -`). Required, and the same for every
+    /// replica behind the address.
     pub webhook_secret: Option<String>,
     /// Messages a second to one chat (Telegram asks bots for about one), in bursts of
     /// at most `chat_burst`.

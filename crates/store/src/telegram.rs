@@ -38,6 +38,21 @@ pub struct PendingReply {
 /// Longest dialogue state, in bytes.
 pub const MAX_STATE_BYTES: usize = 4 * 1024;
 
+/// Adds a conversation to those whose agents' answers reach the chat, inside the
+/// caller's transaction.
+macro_rules! remember_conversation {
+    ($tx:ident, $chat_id:expr, $conversation:expr) => {
+        sqlx::query(
+            "INSERT INTO telegram_conversations (conversation_id, chat_id) VALUES ($1, $2) \
+             ON CONFLICT (conversation_id) DO NOTHING",
+        )
+        .bind($conversation.0)
+        .bind($chat_id)
+        .execute(&mut *$tx)
+        .await?;
+    };
+}
+
 const CHAT_COLUMNS: &str =
     "chat_id, user_id, conversation_id, state, delivered_message_id, created_at, updated_at";
 
@@ -60,26 +75,15 @@ impl Store {
         })
     }
 
-    /// Writes a chat's user, conversation and state (created on first save). The
-    /// delivery mark moves only through [`Store::claim_delivery`], except that a new
-    /// conversation starts it again at `chat.delivered`.
-    pub async fn save_telegram_chat(&self, chat: &TelegramChat) -> Result<()> {
-        if chat.state.len() > MAX_STATE_BYTES {
-            return Err(StoreError::Invalid(format!(
-                "dialogue state is {} bytes; the limit is {MAX_STATE_BYTES}",
-                chat.state.len()
-            )));
-        }
+    /// Records a chat met for the first time, with its first conversation; false (and
+    /// nothing written) when another process recorded it first: read it back then.
+    pub async fn add_telegram_chat(&self, chat: &TelegramChat) -> Result<bool> {
+        check_state(&chat.state)?;
         let now = shopgraph_core::now_ms();
-        on_pool!(self, |pool| {
-            sqlx::query(
+        write_tx!(self, |tx| {
+            let added = sqlx::query(
                 "INSERT INTO telegram_chats (chat_id, user_id, conversation_id, state, delivered_message_id, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $6) \
-                 ON CONFLICT (chat_id) DO UPDATE SET user_id = excluded.user_id, \
-                 conversation_id = excluded.conversation_id, state = excluded.state, \
-                 delivered_message_id = CASE WHEN telegram_chats.conversation_id IS DISTINCT FROM excluded.conversation_id \
-                     THEN excluded.delivered_message_id ELSE telegram_chats.delivered_message_id END, \
-                 updated_at = excluded.updated_at",
+                 VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (chat_id) DO NOTHING",
             )
             .bind(chat.chat_id)
             .bind(chat.user.0)
@@ -87,19 +91,76 @@ impl Store {
             .bind(chat.state.as_str())
             .bind(chat.delivered.0)
             .bind(now)
-            .execute(pool)
-            .await?;
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if added && let Some(conversation) = chat.conversation {
+                remember_conversation!(tx, chat.chat_id, conversation);
+            }
+            Ok::<_, StoreError>(added)
+        })
+    }
+
+    /// Writes where a chat's dialogue stands, and nothing else.
+    pub async fn set_telegram_state(&self, chat_id: i64, state: &str) -> Result<()> {
+        check_state(state)?;
+        on_pool!(self, |pool| {
+            sqlx::query("UPDATE telegram_chats SET state = $1, updated_at = $2 WHERE chat_id = $3")
+                .bind(state)
+                .bind(shopgraph_core::now_ms())
+                .bind(chat_id)
+                .execute(pool)
+                .await?;
             Ok(())
         })
     }
 
-    /// Agents' answers in the chats' current conversations that have not been sent,
-    /// oldest first.
+    /// Moves a chat to a new conversation (and user, when it is linked to an account),
+    /// with a new dialogue state, if it is still in `expected`; false when another
+    /// process moved it first (read it back then). The delivery mark stays: the earlier
+    /// conversations' answers still reach the chat.
+    pub async fn switch_telegram_chat(
+        &self,
+        chat_id: i64,
+        expected: Option<ConversationId>,
+        user: UserId,
+        conversation: ConversationId,
+        state: &str,
+    ) -> Result<bool> {
+        check_state(state)?;
+        let now = shopgraph_core::now_ms();
+        write_tx!(self, |tx| {
+            let moved = sqlx::query(
+                "UPDATE telegram_chats SET user_id = $1, conversation_id = $2, state = $3, updated_at = $4 \
+                 WHERE chat_id = $5 AND conversation_id IS NOT DISTINCT FROM $6",
+            )
+            .bind(user.0)
+            .bind(conversation.0)
+            .bind(state)
+            .bind(now)
+            .bind(chat_id)
+            .bind(expected.map(|c| c.0))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if moved {
+                remember_conversation!(tx, chat_id, conversation);
+            }
+            Ok::<_, StoreError>(moved)
+        })
+    }
+
+    /// Agents' answers, in any conversation a chat has had, that have not been sent to
+    /// it, oldest first.
     pub async fn pending_replies(&self, limit: u32) -> Result<Vec<PendingReply>> {
         on_pool!(self, |pool| {
             let rows = sqlx::query(
                 "SELECT c.chat_id, c.delivered_message_id, m.id, m.conversation_id, m.role, m.content, m.tool_name, m.tool_payload, m.created_at \
-                 FROM telegram_chats c JOIN messages m ON m.conversation_id = c.conversation_id \
+                 FROM telegram_conversations t \
+                 JOIN telegram_chats c ON c.chat_id = t.chat_id \
+                 JOIN messages m ON m.conversation_id = t.conversation_id \
                  WHERE m.role = 'agent' AND m.id > c.delivered_message_id ORDER BY m.id LIMIT $1",
             )
             .bind(i64::from(limit))
@@ -207,7 +268,7 @@ impl Store {
             return Err(StoreError::UnknownUser(user));
         }
         let now = shopgraph_core::now_ms();
-        on_pool!(self, |pool| {
+        write_tx!(self, |tx| {
             sqlx::query(
                 "INSERT INTO link_codes (code_sha256, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
             )
@@ -215,14 +276,20 @@ impl Store {
             .bind(user.0)
             .bind(now)
             .bind(expires_at)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?;
-            Ok(())
+            // Codes a day past their end are of no use to anyone.
+            sqlx::query("DELETE FROM link_codes WHERE expires_at < $1")
+                .bind(now - 24 * 3600 * 1000)
+                .execute(&mut *tx)
+                .await?;
+            Ok::<_, StoreError>(())
         })
     }
 
     /// Uses a link code: the user it names, when it exists, has not expired and was not
-    /// used; `None` otherwise. Once used it never works again.
+    /// used by anyone but `used_by` (who may try again after a failure part way);
+    /// `None` otherwise.
     pub async fn redeem_link_code(
         &self,
         code_sha256: &str,
@@ -232,7 +299,8 @@ impl Store {
         on_pool!(self, |pool| {
             let user: Option<i64> = sqlx::query_scalar(
                 "UPDATE link_codes SET used_at = $1, used_by = $2 \
-                 WHERE code_sha256 = $3 AND used_at IS NULL AND expires_at > $1 RETURNING user_id",
+                 WHERE code_sha256 = $3 AND (used_at IS NULL OR used_by = $2) AND expires_at > $1 \
+                 RETURNING user_id",
             )
             .bind(now)
             .bind(used_by)
@@ -258,4 +326,14 @@ impl Store {
                 .rows_affected())
         })
     }
+}
+
+fn check_state(state: &str) -> Result<()> {
+    if state.len() > MAX_STATE_BYTES {
+        return Err(StoreError::Invalid(format!(
+            "dialogue state is {} bytes; the limit is {MAX_STATE_BYTES}",
+            state.len()
+        )));
+    }
+    Ok(())
 }

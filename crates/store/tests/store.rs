@@ -674,7 +674,8 @@ async fn telegram_chats_deliveries_updates_and_link_codes(store: &Store) {
         updated_at: 0,
     };
     assert_eq!(store.telegram_chat(chat.chat_id).await.unwrap(), None);
-    store.save_telegram_chat(&chat).await.unwrap();
+    assert!(store.add_telegram_chat(&chat).await.unwrap());
+    assert!(!store.add_telegram_chat(&chat).await.unwrap(), "a chat is recorded once");
     let read = store.telegram_chat(chat.chat_id).await.unwrap().unwrap();
     assert_eq!(
         (read.user, read.conversation, read.state.as_str(), read.delivered),
@@ -707,17 +708,32 @@ async fn telegram_chats_deliveries_updates_and_link_codes(store: &Store) {
     assert!(store.claim_delivery(chat.chat_id, MessageId(0), a2.id).await.unwrap());
     assert!(store.pending_replies(10).await.unwrap().is_empty());
 
-    // Saving the same conversation keeps the mark; a new conversation starts it again.
-    chat.state = "{}".into();
-    store.save_telegram_chat(&chat).await.unwrap();
-    assert_eq!(store.telegram_chat(chat.chat_id).await.unwrap().unwrap().delivered, a2.id);
-    let next = store.open_conversation(u[0], "telegram").await.unwrap();
-    chat.conversation = Some(next.id);
-    store.save_telegram_chat(&chat).await.unwrap();
-    assert_eq!(store.telegram_chat(chat.chat_id).await.unwrap().unwrap().delivered, MessageId(0));
-    assert!(store.pending_replies(10).await.unwrap().is_empty(), "the old conversation's answers");
-    chat.state = "x".repeat(shopgraph_store::MAX_STATE_BYTES + 1);
-    assert!(matches!(store.save_telegram_chat(&chat).await, Err(StoreError::Invalid(_))));
+    // The dialogue state is written alone.
+    store.set_telegram_state(chat.chat_id, "{}").await.unwrap();
+    let read = store.telegram_chat(chat.chat_id).await.unwrap().unwrap();
+    assert_eq!((read.state.as_str(), read.delivered), ("{}", a2.id));
+    let long = "x".repeat(shopgraph_store::MAX_STATE_BYTES + 1);
+    assert!(matches!(
+        store.set_telegram_state(chat.chat_id, &long).await,
+        Err(StoreError::Invalid(_))
+    ));
+
+    // A move to a new conversation (and account) happens only from the one expected;
+    // the mark stays, and a late answer in the earlier conversation still arrives.
+    let next = store.open_conversation(u[1], "telegram").await.unwrap();
+    assert!(!store.switch_telegram_chat(chat.chat_id, None, u[1], next.id, "{}").await.unwrap());
+    assert!(
+        store.switch_telegram_chat(chat.chat_id, Some(conv.id), u[1], next.id, "{}").await.unwrap()
+    );
+    let read = store.telegram_chat(chat.chat_id).await.unwrap().unwrap();
+    assert_eq!((read.user, read.conversation, read.delivered), (u[1], Some(next.id), a2.id));
+    let late = store.append_message(conv.id, &say(Role::Agent, "One more thing.")).await.unwrap();
+    let fresh = store.append_message(next.id, &say(Role::Agent, "Welcome back.")).await.unwrap();
+    let pending = store.pending_replies(10).await.unwrap();
+    assert_eq!(pending.iter().map(|p| p.message.id).collect::<Vec<_>>(), [late.id, fresh.id]);
+    chat.chat_id += 1;
+    chat.conversation = None;
+    assert!(store.add_telegram_chat(&chat).await.unwrap(), "a chat with no conversation yet");
 
     // Handled updates are remembered, and forgotten when old.
     assert!(!store.update_handled(41).await.unwrap());
@@ -733,6 +749,8 @@ async fn telegram_chats_deliveries_updates_and_link_codes(store: &Store) {
     store.add_link_code(u[1], "bb22", now - 1).await.unwrap();
     assert_eq!(store.redeem_link_code("aa11", "telegram:1").await.unwrap(), Some(u[1]));
     assert_eq!(store.redeem_link_code("aa11", "telegram:2").await.unwrap(), None);
+    // The same chat may use it again (a link that failed part way is tried again).
+    assert_eq!(store.redeem_link_code("aa11", "telegram:1").await.unwrap(), Some(u[1]));
     assert_eq!(store.redeem_link_code("bb22", "telegram:1").await.unwrap(), None);
     assert_eq!(store.redeem_link_code("cc33", "telegram:1").await.unwrap(), None);
     assert!(matches!(

@@ -112,7 +112,7 @@ impl Chat {
         if self.dialogue != dialogue {
             self.dialogue = dialogue;
             self.row.state = state_json(dialogue);
-            store.save_telegram_chat(&self.row).await?;
+            store.set_telegram_state(self.id(), &self.row.state).await?;
         }
         Ok(())
     }
@@ -123,12 +123,13 @@ fn state_json(d: Dialogue) -> String {
 }
 
 /// The chat's row, made on first contact (a new shop user `telegram:CHAT`), with a
-/// conversation to write to: a new one when it has none or an agent closed it.
+/// conversation to write to: a new one when it has none or an agent closed it. When
+/// another process (a second replica) makes or moves the chat at the same moment, its
+/// row wins and is read back.
 async fn open_chat(ctx: &Ctx, chat_id: i64, from: Option<&User>) -> Result<Chat, BotError> {
     let store = ctx.store();
-    let now = shopgraph_core::now_ms();
-    let (row, mut dirty) = match store.telegram_chat(chat_id).await? {
-        Some(row) => (row, false),
+    let row = match store.telegram_chat(chat_id).await? {
+        Some(row) => row,
         None => {
             let user = NewUser {
                 external_id: format!("telegram:{chat_id}"),
@@ -143,20 +144,21 @@ async fn open_chat(ctx: &Ctx, chat_id: i64, from: Option<&User>) -> Result<Chat,
             if let Some(u) = store.user(id).await? {
                 ctx.platform.graph.write().unwrap_or_else(|e| e.into_inner()).upsert_user(&u);
             }
+            let conversation = ctx.platform.tools().assistant.open(id, "telegram").await?;
+            let now = shopgraph_core::now_ms();
             let row = TelegramChat {
                 chat_id,
                 user: id,
-                conversation: None,
+                conversation: Some(conversation.id),
                 state: state_json(Dialogue::Chatting),
                 delivered: MessageId(0),
                 created_at: now,
                 updated_at: now,
             };
-            (row, true)
+            if store.add_telegram_chat(&row).await? { row } else { reread(store, chat_id).await? }
         }
     };
-    let dialogue = serde_json::from_str(&row.state).unwrap_or_default();
-    let mut chat = Chat { row, dialogue };
+    let mut chat = Chat { dialogue: serde_json::from_str(&row.state).unwrap_or_default(), row };
     let open = match chat.row.conversation {
         Some(id) => store
             .conversation(id)
@@ -166,14 +168,29 @@ async fn open_chat(ctx: &Ctx, chat_id: i64, from: Option<&User>) -> Result<Chat,
     };
     if !open {
         let conversation = ctx.platform.tools().assistant.open(chat.user(), "telegram").await?;
+        let chatting = state_json(Dialogue::Chatting);
+        let expected = chat.row.conversation;
+        if !store
+            .switch_telegram_chat(chat_id, expected, chat.user(), conversation.id, &chatting)
+            .await?
+        {
+            let row = reread(store, chat_id).await?;
+            return Ok(Chat {
+                dialogue: serde_json::from_str(&row.state).unwrap_or_default(),
+                row,
+            });
+        }
         chat.row.conversation = Some(conversation.id);
-        chat.row.delivered = MessageId(0);
-        dirty = true;
-    }
-    if dirty {
-        store.save_telegram_chat(&chat.row).await?;
+        chat.row.state = chatting;
+        chat.dialogue = Dialogue::Chatting;
     }
     Ok(chat)
+}
+
+async fn reread(store: &Store, chat_id: i64) -> Result<TelegramChat, BotError> {
+    store.telegram_chat(chat_id).await?.ok_or_else(|| {
+        BotError::Store(StoreError::Invalid(format!("telegram chat {chat_id} vanished")))
+    })
 }
 
 /// The language for the bot's own words: Chinese for a customer whose Telegram speaks
@@ -193,9 +210,17 @@ pub async fn handle(update: Update, me: Me, ctx: Arc<Ctx>) -> Result<(), BotErro
         return Ok(());
     }
     let result = match &update.kind {
-        UpdateKind::Message(m) => on_message(&ctx, &me, m, id).await,
+        UpdateKind::Message(m) => {
+            // Events made from a message are keyed by the bot, the chat and the message:
+            // unique for good, where update ids start again at random after a quiet week.
+            let origin = format!("telegram:{}:{}:{}", me.id.0, m.chat.id.0, m.id.0);
+            on_message(&ctx, &me, m, &origin).await
+        }
         UpdateKind::EditedMessage(m) => on_edit(&ctx, m).await,
-        UpdateKind::CallbackQuery(q) => on_tap(&ctx, q, id).await,
+        UpdateKind::CallbackQuery(q) => {
+            let origin = format!("telegram:{}:tap:{}", me.id.0, q.id.0);
+            on_tap(&ctx, q, &origin).await
+        }
         UpdateKind::Error(value) => {
             tracing::warn!(update = id, "telegram: an update the bot cannot read: {value}");
             Ok(())
@@ -212,7 +237,7 @@ pub async fn handle(update: Update, me: Me, ctx: Arc<Ctx>) -> Result<(), BotErro
     Ok(())
 }
 
-async fn on_message(ctx: &Ctx, me: &Me, m: &Message, update: i64) -> Result<(), BotError> {
+async fn on_message(ctx: &Ctx, me: &Me, m: &Message, origin: &str) -> Result<(), BotError> {
     let chat_id = m.chat.id.0;
     let from = m.from.as_ref();
     // The assistant works in private chats. In a group, a command gets a pointer there;
@@ -233,13 +258,13 @@ async fn on_message(ctx: &Ctx, me: &Me, m: &Message, update: i64) -> Result<(), 
     if let Some((command, args)) = teloxide::utils::command::parse_command(text, me.username()) {
         let command = command.to_lowercase();
         let arg = args.join(" ");
-        return on_command(ctx, chat_id, from, &command, arg.trim(), text, lang, update).await;
+        return on_command(ctx, chat_id, from, &command, arg.trim(), text, lang, origin).await;
     }
     let mut chat = open_chat(ctx, chat_id, from).await?;
     match chat.dialogue {
         Dialogue::Query => {
             chat.set(ctx.store(), Dialogue::Chatting).await?;
-            search(ctx, &chat, text, text, lang, update).await
+            search(ctx, &chat, text, text, lang, origin).await
         }
         Dialogue::Code => {
             chat.set(ctx.store(), Dialogue::Chatting).await?;
@@ -258,13 +283,16 @@ async fn on_command(
     arg: &str,
     said: &str,
     lang: &str,
-    update: i64,
+    origin: &str,
 ) -> Result<(), BotError> {
     let mut chat = open_chat(ctx, chat_id, from).await?;
     // A command ends whatever the chat was waiting for.
     chat.set(ctx.store(), Dialogue::Chatting).await?;
     match command {
-        "start" if !arg.is_empty() => link(ctx, chat, arg, from, lang).await,
+        // `t.me/BOT?start=CODE` arrives as `/start CODE`.
+        "start" if shopgraph_server::auth::looks_like_link_code(arg) => {
+            link(ctx, chat, arg, from, lang).await
+        }
         "start" => start(ctx, &chat, from, said, lang).await,
         "help" => {
             let text = ctx.say(chat_id, "tg_help", lang, &[]).await?;
@@ -275,14 +303,14 @@ async fn on_command(
             let text = ctx.say(chat_id, "tg_search_what", lang, &[]).await?;
             record(ctx, &chat, said, &text, "search", json!({})).await
         }
-        "search" => search(ctx, &chat, arg, said, lang, update).await,
-        "recommend" => recommend(ctx, &chat, said, lang, update).await,
+        "search" => search(ctx, &chat, arg, said, lang, origin).await,
+        "recommend" => recommend(ctx, &chat, said, lang, origin).await,
         "human" => {
             let reply = ctx
                 .platform
                 .tools()
                 .assistant
-                .ask_for_person(chat.conversation(), chat.user(), said)
+                .ask_for_person(chat.conversation(), chat.user(), said, lang)
                 .await?;
             ctx.out.send(chat_id, &reply.text, None).await?;
             Ok(())
@@ -362,7 +390,7 @@ async fn search(
     query: &str,
     said: &str,
     lang: &str,
-    update: i64,
+    origin: &str,
 ) -> Result<(), BotError> {
     let query = query.trim();
     if let Err(e) = shopgraph_assistant::check_message(query.as_bytes()) {
@@ -373,7 +401,7 @@ async fn search(
     let books = tools.shop.find(query, SHOWN).await?;
     ctx.store()
         .append_event(&NewEvent {
-            idempotency_key: format!("telegram:{update}:search"),
+            idempotency_key: format!("{origin}:search"),
             user: chat.user(),
             product: None,
             kind: EventKind::Search,
@@ -402,7 +430,7 @@ async fn recommend(
     chat: &Chat,
     said: &str,
     lang: &str,
-    update: i64,
+    origin: &str,
 ) -> Result<(), BotError> {
     let store = ctx.store();
     let interests = store.interests(chat.user()).await?;
@@ -416,7 +444,7 @@ async fn recommend(
         .iter()
         .enumerate()
         .map(|(i, p)| NewEvent {
-            idempotency_key: format!("telegram:{update}:shown:{i}"),
+            idempotency_key: format!("{origin}:shown:{i}"),
             user: chat.user(),
             product: Some(p.book.id),
             kind: EventKind::RecommendationShown,
@@ -562,7 +590,7 @@ fn buttons(ctx: &Ctx, product: ProductId, lang: &str) -> Result<InlineKeyboardMa
 }
 
 /// A button tap: a behaviour event, the profile updated, and the answer.
-async fn on_tap(ctx: &Ctx, q: &CallbackQuery, update: i64) -> Result<(), BotError> {
+async fn on_tap(ctx: &Ctx, q: &CallbackQuery, origin: &str) -> Result<(), BotError> {
     let lang = lang_of(Some(&q.from));
     let chat_id = q.message.as_ref().map_or(q.from.id.0 as i64, |m| m.chat().id.0);
     let tap = q.data.as_deref().and_then(Tap::parse);
@@ -596,7 +624,7 @@ async fn on_tap(ctx: &Ctx, q: &CallbackQuery, update: i64) -> Result<(), BotErro
     let event = ctx
         .store()
         .append_event(&NewEvent {
-            idempotency_key: format!("telegram:{update}:tap"),
+            idempotency_key: origin.to_owned(),
             user: chat.user(),
             product: Some(product.id),
             kind,
@@ -720,8 +748,11 @@ async fn link(
         ctx.say(chat.id(), "tg_link_failed", lang, &[]).await?;
         return Ok(());
     };
+    // The interests the chat gathered as its own user follow it; an account's profile
+    // (a chat linked before, now linked to another) stays where it is.
     let before = chat.user();
-    if before != account {
+    let own = store.user(before).await?.is_some_and(|u| u.external_id == by);
+    if before != account && own {
         store.move_interests(before, account).await?;
         let moved = store.interests(account).await?;
         let mut graph = ctx.platform.graph.write().unwrap_or_else(|e| e.into_inner());
@@ -730,11 +761,19 @@ async fn link(
         }
     }
     let conversation = ctx.platform.tools().assistant.open(account, "telegram").await?;
+    let chatting = state_json(Dialogue::Chatting);
+    // Moved from the conversation this process read; if another moved the chat
+    // meanwhile, from the one it is in now.
+    let mut expected = chat.row.conversation;
+    while !store
+        .switch_telegram_chat(chat.id(), expected, account, conversation.id, &chatting)
+        .await?
+    {
+        expected = reread(store, chat.id()).await?.conversation;
+    }
     chat.row.user = account;
     chat.row.conversation = Some(conversation.id);
-    chat.row.delivered = MessageId(0);
-    chat.row.state = state_json(Dialogue::Chatting);
-    store.save_telegram_chat(&chat.row).await?;
+    chat.row.state = chatting;
     let name = match store.user(account).await? {
         Some(u) => u.display_name.unwrap_or_else(|| {
             from.map_or_else(|| u.external_id.clone(), |f| f.first_name.clone())

@@ -43,11 +43,8 @@ pub async fn deliver(ctx: &Ctx) -> Result<usize, BotError> {
             continue;
         }
         let from = marks.get(&chat).copied().unwrap_or(reply.delivered);
-        if !store.claim_delivery(chat, from, reply.message.id).await? {
-            // Another sender has it, or the chat moved to a new conversation.
-            stalled.insert(chat);
-            continue;
-        }
+        // Everything that can fail before the claim, so a claim is only ever held by a
+        // send in progress.
         let agent = store
             .conversation(reply.message.conversation)
             .await?
@@ -59,6 +56,11 @@ pub async fn deliver(ctx: &Ctx) -> Result<usize, BotError> {
             language(content),
             &[("agent", &agent), ("text", content)],
         )?;
+        if !store.claim_delivery(chat, from, reply.message.id).await? {
+            // Another sender has it.
+            stalled.insert(chat);
+            continue;
+        }
         match ctx.out.send(chat, &text, None).await {
             Ok(()) => {
                 marks.insert(chat, reply.message.id);
@@ -80,8 +82,15 @@ pub async fn deliver(ctx: &Ctx) -> Result<usize, BotError> {
                     message = reply.message.id.0,
                     "telegram: an agent's answer will be tried again: {e}"
                 );
-                store.unclaim_delivery(chat, reply.message.id, from).await?;
                 stalled.insert(chat);
+                // If the store fails here too, the claim is given back by nothing: say so.
+                if let Err(e) = store.unclaim_delivery(chat, reply.message.id, from).await {
+                    tracing::error!(
+                        chat,
+                        message = reply.message.id.0,
+                        "telegram: an agent's answer was not sent and could not be given back for another try: {e}"
+                    );
+                }
             }
         }
     }

@@ -19,18 +19,26 @@ pub mod deliver;
 pub mod send;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use futures_util::Stream;
 
 use shopgraph_server::{AppState, Platform, TelegramConfig};
 use teloxide::dispatching::{Dispatcher, UpdateHandler};
 use teloxide::error_handlers::LoggingErrorHandler;
+use teloxide::payloads::SetWebhookSetters;
 use teloxide::prelude::Requester;
+use teloxide::stop::{StopToken, mk_stop_token};
 use teloxide::types::BotCommand;
-use teloxide::update_listeners::UpdateListener;
-use teloxide::update_listeners::webhooks::{Options, axum_to_router};
-use teloxide::{Bot, RequestError, dptree};
+use teloxide::types::Update;
+use teloxide::update_listeners::{StatefulListener, UpdateListener};
+use teloxide::{Bot, dptree};
+use tokio::sync::{Mutex, mpsc};
 
 pub use crate::bot::{BotError, Ctx};
 use crate::send::{Limits, Outbox};
@@ -41,10 +49,10 @@ pub enum TelegramError {
     BadUrl { what: &'static str, given: String, why: String },
     #[error("telegram: webhook mode needs telegram.webhook_url in the config")]
     NoWebhookUrl,
-    #[error("telegram: the webhook secret must be 1 to 256 of A-Z a-z 0-9 _ -")]
+    #[error(
+        "telegram: webhook mode needs telegram.webhook_secret: 1 to 256 of A-Z a-z 0-9 _ -, the same for every replica"
+    )]
     BadSecret,
-    #[error("telegram: setting the webhook: {0}")]
-    SetWebhook(RequestError),
 }
 
 fn url(what: &'static str, given: &str) -> Result<url::Url, TelegramError> {
@@ -64,60 +72,152 @@ pub fn bot(token: &str, config: &TelegramConfig) -> Result<Bot, TelegramError> {
     Ok(bot)
 }
 
-/// Webhook mode: tells the Bot API where to post (`telegram.webhook_url`) and returns
-/// the route that takes the posts, to be merged into the server's router, and the
-/// updates it receives, for [`run`]. Posts without the secret are refused.
-pub async fn webhook(
-    bot: &Bot,
-    config: &TelegramConfig,
-    listening: SocketAddr,
-) -> Result<(impl UpdateListener<Err = Infallible> + use<>, axum::Router), TelegramError> {
-    let given = config.webhook_url.as_deref().ok_or(TelegramError::NoWebhookUrl)?;
-    let mut options = Options::new(listening, url("the webhook address", given)?);
-    if let Some(secret) = &config.webhook_secret {
-        let ok = (1..=256).contains(&secret.len())
-            && secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if !ok {
-            return Err(TelegramError::BadSecret);
-        }
-        options = options.secret_token(secret.clone());
-    } else {
-        // Drawn here, so it is in the options both for setWebhook and for the route.
-        options.get_or_gen_secret_token();
-    }
-    let (listener, _stopped, router) =
-        axum_to_router(bot.clone(), options).await.map_err(TelegramError::SetWebhook)?;
-    Ok((listener, router))
+/// Webhook mode's updates: what the route took and the dispatcher has yet to read.
+pub struct Webhook {
+    url: url::Url,
+    secret: String,
+    updates: Arc<Mutex<mpsc::UnboundedReceiver<Update>>>,
 }
 
-/// Runs the bot with long polling until the process ends.
+struct Route {
+    secret: String,
+    updates: mpsc::UnboundedSender<Update>,
+}
+
+/// Webhook mode: the route that takes Telegram's posts at the path of
+/// `telegram.webhook_url`, to be merged into the server's router, and the updates it
+/// takes, for [`run_webhook`] (which also tells the Bot API where to post). Posts
+/// without the secret (`telegram.webhook_secret`, required: replicas behind one
+/// address must share it) are refused with 401.
+pub fn webhook(config: &TelegramConfig) -> Result<(Webhook, axum::Router), TelegramError> {
+    let given = config.webhook_url.as_deref().ok_or(TelegramError::NoWebhookUrl)?;
+    let url = url("the webhook address", given)?;
+    let secret = config.webhook_secret.clone().ok_or(TelegramError::BadSecret)?;
+    let ok = (1..=256).contains(&secret.len())
+        && secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !ok {
+        return Err(TelegramError::BadSecret);
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    let route = Arc::new(Route { secret: secret.clone(), updates: tx });
+    let router =
+        axum::Router::new().route(url.path(), axum::routing::post(take_update)).with_state(route);
+    Ok((Webhook { url, secret, updates: Arc::new(Mutex::new(rx)) }, router))
+}
+
+async fn take_update(
+    State(route): State<Arc<Route>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let given = headers.get("x-telegram-bot-api-secret-token").map_or(&b""[..], |v| v.as_bytes());
+    if !same_secret(given, route.secret.as_bytes()) {
+        return StatusCode::UNAUTHORIZED;
+    }
+    match serde_json::from_slice::<Update>(&body) {
+        Ok(update) => match route.updates.send(update) {
+            Ok(()) => StatusCode::OK,
+            // The bot has stopped: Telegram keeps the update and posts it again.
+            Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+        },
+        Err(e) => {
+            tracing::warn!("telegram: a webhook post that is not an update: {e}");
+            StatusCode::BAD_REQUEST
+        }
+    }
+}
+
+/// Compares without stopping at the first difference, so the time taken says nothing
+/// of how much of a guess was right.
+fn same_secret(given: &[u8], secret: &[u8]) -> bool {
+    given.len() == secret.len() && given.iter().zip(secret).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0
+}
+
+/// Runs the bot with long polling until the process ends. One process per bot token:
+/// Telegram refuses a second poller (409), and webhook mode is for replicas.
 pub async fn run_polling(state: Arc<AppState>, bot: Bot, config: TelegramConfig) {
     let platform = wait_for_platform(&state).await;
     let ctx = start(platform, &bot, &config).await;
-    let listener = teloxide::update_listeners::polling_default(bot.clone()).await;
-    dispatcher(bot, ctx)
-        .dispatch_with_listener(
-            listener,
-            LoggingErrorHandler::with_custom_text("telegram: receiving updates"),
-        )
-        .await;
+    let mut dispatcher = dispatcher(bot.clone(), ctx);
+    let mut wait = Duration::from_secs(1);
+    loop {
+        let listener = teloxide::update_listeners::polling_default(bot.clone()).await;
+        match dispatcher
+            .try_dispatch_with_listener(
+                listener,
+                LoggingErrorHandler::with_custom_text("telegram: receiving updates"),
+            )
+            .await
+        {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(
+                    "telegram: the dispatcher could not start ({e}); trying again in {wait:?}"
+                );
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(60));
+            }
+        }
+    }
 }
 
-/// Runs the bot on the updates a [`webhook`] receives, until the process ends.
-pub async fn run_webhook(
-    state: Arc<AppState>,
-    bot: Bot,
-    config: TelegramConfig,
-    listener: impl UpdateListener<Err = Infallible> + Send,
-) {
+/// Tells the Bot API where to post (until it agrees) and runs the bot on the updates
+/// the [`webhook`] route takes, until the process ends.
+pub async fn run_webhook(state: Arc<AppState>, bot: Bot, config: TelegramConfig, webhook: Webhook) {
+    let setting = bot.clone();
+    let (url, secret) = (webhook.url.clone(), webhook.secret.clone());
+    tokio::spawn(async move {
+        let mut wait = Duration::from_secs(1);
+        while let Err(e) = setting.set_webhook(url.clone()).secret_token(secret.clone()).await {
+            tracing::warn!("telegram: setting the webhook ({e}); trying again in {wait:?}");
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(60));
+        }
+        tracing::info!(%url, "telegram: the webhook is set");
+    });
     let platform = wait_for_platform(&state).await;
     let ctx = start(platform, &bot, &config).await;
-    dispatcher(bot, ctx)
-        .dispatch_with_listener(
-            listener,
-            LoggingErrorHandler::with_custom_text("telegram: receiving updates"),
-        )
-        .await;
+    let mut dispatcher = dispatcher(bot, ctx);
+    let mut wait = Duration::from_secs(1);
+    loop {
+        let listener = updates_of(Arc::clone(&webhook.updates));
+        match dispatcher
+            .try_dispatch_with_listener(
+                listener,
+                LoggingErrorHandler::with_custom_text("telegram: receiving updates"),
+            )
+            .await
+        {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(
+                    "telegram: the dispatcher could not start ({e}); trying again in {wait:?}"
+                );
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(60));
+            }
+        }
+    }
+}
+
+/// A listener over the webhook's updates. The receiver outlives it, so a dispatcher
+/// that failed to start is given a new one and no update is lost.
+fn updates_of(
+    updates: Arc<Mutex<mpsc::UnboundedReceiver<Update>>>,
+) -> impl UpdateListener<Err = Infallible> + Send {
+    type Updates = Pin<Box<dyn Stream<Item = Result<Update, Infallible>> + Send>>;
+    let stream: Updates = Box::pin(futures_util::stream::unfold(updates, |rx| async move {
+        let next = rx.lock().await.recv().await;
+        next.map(|update| (Ok(update), rx))
+    }));
+    let (token, _flag) = mk_stop_token();
+    StatefulListener::new((stream, token), first, |state: &mut (Updates, StopToken)| {
+        state.1.clone()
+    })
+}
+
+fn first<A, B>(pair: &mut (A, B)) -> &mut A {
+    &mut pair.0
 }
 
 async fn wait_for_platform(state: &AppState) -> Arc<Platform> {
@@ -180,4 +280,31 @@ fn dispatcher(
         .default_handler(|_| async {})
         .error_handler(LoggingErrorHandler::with_custom_text("telegram: an update failed"))
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_secret_must_match_whole() {
+        assert!(same_secret(b"s3cret", b"s3cret"));
+        for wrong in [&b""[..], b"s3cre", b"s3cret!", b"S3cret"] {
+            assert!(!same_secret(wrong, b"s3cret"));
+        }
+    }
+
+    #[test]
+    fn webhook_mode_needs_an_address_and_a_shared_secret() {
+        let mut config = TelegramConfig::default();
+        assert!(matches!(webhook(&config), Err(TelegramError::NoWebhookUrl)));
+        config.webhook_url = Some("https://shop.test/telegram/update".into());
+        assert!(matches!(webhook(&config), Err(TelegramError::BadSecret)));
+        config.webhook_secret = Some("has spaces".into());
+        assert!(matches!(webhook(&config), Err(TelegramError::BadSecret)));
+        config.webhook_secret = Some("s3cret-Token_1".into());
+        assert!(webhook(&config).is_ok());
+        config.webhook_url = Some("not a url".into());
+        assert!(matches!(webhook(&config), Err(TelegramError::BadUrl { .. })));
+    }
 }

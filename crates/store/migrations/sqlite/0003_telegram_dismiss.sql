@@ -1,7 +1,8 @@
 -- Telegram chats and the "not interested" event.
 
 -- Which shop user and conversation each Telegram chat is, where its dialogue stands
--- (`state`, the bot's own JSON), and the last agent message delivered to it.
+-- (`state`, the bot's own JSON), and the last agent message delivered to it (message
+-- ids only grow, so one mark serves every conversation the chat has had).
 CREATE TABLE telegram_chats (
     chat_id BIGINT PRIMARY KEY,
     user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
@@ -13,6 +14,14 @@ CREATE TABLE telegram_chats (
 );
 CREATE INDEX telegram_chats_user ON telegram_chats (user_id);
 CREATE INDEX telegram_chats_conversation ON telegram_chats (conversation_id);
+
+-- Every conversation a chat has had: an agent's answer in an earlier one (closed, or
+-- left when the chat was linked to an account) still reaches the chat.
+CREATE TABLE telegram_conversations (
+    conversation_id BIGINT PRIMARY KEY REFERENCES conversations (id) ON DELETE CASCADE,
+    chat_id BIGINT NOT NULL REFERENCES telegram_chats (chat_id) ON DELETE CASCADE
+);
+CREATE INDEX telegram_conversations_chat ON telegram_conversations (chat_id);
 
 -- Updates already handled: Telegram sends an update again when the bot stopped before
 -- confirming it, and the bot answers each once.
