@@ -108,6 +108,25 @@ pub(crate) enum BenchCommand {
         #[arg(long, default_value_t = 48)]
         max_tokens: usize,
     },
+    /// Association rules (FP-growth) over a data set's sessions: time, memory, and the
+    /// strongest rules by name.
+    Rules {
+        #[arg(default_value = "ml-1m")]
+        source: String,
+        #[arg(long, env = "SHOPGRAPH_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+        /// A pause longer than this ends a session.
+        #[arg(long, default_value_t = 24.0)]
+        session_hours: f64,
+        #[arg(long, default_value_t = 0.01)]
+        min_support: f64,
+        #[arg(long, default_value_t = 0.3)]
+        min_confidence: f64,
+        #[arg(long, default_value_t = 1.5)]
+        min_lift: f64,
+        #[arg(long, default_value_t = 3)]
+        max_len: usize,
+    },
     /// Import throughput (rows/s) and peak memory for a whole source, into a new
     /// SQLite file.
     Import {
@@ -211,6 +230,19 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Llm { models, peer_python, max_tokens } => {
             let options = crate::bench_llm::Options { models, peer_python, max_tokens };
             crate::bench_llm::run(&options).await?;
+        }
+        BenchCommand::Rules {
+            source,
+            data_dir,
+            session_hours,
+            min_support,
+            min_confidence,
+            min_lift,
+            max_len,
+        } => {
+            let params =
+                shopgraph_insight::RuleParams { min_support, min_confidence, min_lift, max_len };
+            crate::bench_rules::run(&source_dir(&source, &data_dir), session_hours, &params)?;
         }
         BenchCommand::Import { source, data_dir } => {
             let dir = source_dir(&source, &data_dir);

@@ -7,6 +7,7 @@
 mod bench;
 mod bench_llm;
 mod bench_recommend;
+mod bench_rules;
 mod bench_search;
 mod chat;
 mod eval;
