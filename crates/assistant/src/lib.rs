@@ -120,6 +120,18 @@ pub struct Understanding {
     pub mood: Mood,
 }
 
+impl Understanding {
+    /// A calm request for a person, read without the model.
+    fn asks_for_person() -> Understanding {
+        Understanding {
+            intent: Intent::Human,
+            product: String::new(),
+            topic: String::new(),
+            mood: Mood::Calm,
+        }
+    }
+}
+
 /// An interest the model found in a text.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Extracted {
@@ -344,12 +356,7 @@ impl Assistant {
 
         // Understand. An explicit request for a person needs no model.
         let understanding = if asks_for_person(text) {
-            Understanding {
-                intent: Intent::Human,
-                product: String::new(),
-                topic: String::new(),
-                mood: Mood::Calm,
-            }
+            Understanding::asks_for_person()
         } else {
             match self.understand(text).await {
                 Ok(u) => u,
@@ -518,12 +525,7 @@ impl Assistant {
         let mut turn = Turn::new(started);
         let mut show = |_: Shown| {};
         if conv.handoff == Handoff::Bot {
-            turn.reply.understanding = Some(Understanding {
-                intent: Intent::Human,
-                product: String::new(),
-                topic: String::new(),
-                mood: Mood::Calm,
-            });
+            turn.reply.understanding = Some(Understanding::asks_for_person());
             self.hand_off(
                 conversation,
                 user,

@@ -96,6 +96,11 @@ struct Chat {
 }
 
 impl Chat {
+    /// The chat as stored; a state this bot cannot read is taken as chatting.
+    fn of(row: TelegramChat) -> Chat {
+        Chat { dialogue: serde_json::from_str(&row.state).unwrap_or_default(), row }
+    }
+
     fn id(&self) -> i64 {
         self.row.chat_id
     }
@@ -158,7 +163,7 @@ async fn open_chat(ctx: &Ctx, chat_id: i64, from: Option<&User>) -> Result<Chat,
             if store.add_telegram_chat(&row).await? { row } else { reread(store, chat_id).await? }
         }
     };
-    let mut chat = Chat { dialogue: serde_json::from_str(&row.state).unwrap_or_default(), row };
+    let mut chat = Chat::of(row);
     let open = match chat.row.conversation {
         Some(id) => store
             .conversation(id)
@@ -174,11 +179,7 @@ async fn open_chat(ctx: &Ctx, chat_id: i64, from: Option<&User>) -> Result<Chat,
             .switch_telegram_chat(chat_id, expected, chat.user(), conversation.id, &chatting)
             .await?
         {
-            let row = reread(store, chat_id).await?;
-            return Ok(Chat {
-                dialogue: serde_json::from_str(&row.state).unwrap_or_default(),
-                row,
-            });
+            return Ok(Chat::of(reread(store, chat_id).await?));
         }
         chat.row.conversation = Some(conversation.id);
         chat.row.state = chatting;

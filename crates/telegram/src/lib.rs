@@ -19,6 +19,7 @@ pub mod deliver;
 pub mod send;
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +30,7 @@ use axum::http::{HeaderMap, StatusCode};
 use futures_util::Stream;
 
 use shopgraph_server::{AppState, Platform, TelegramConfig};
-use teloxide::dispatching::{Dispatcher, UpdateHandler};
+use teloxide::dispatching::{DefaultKey, Dispatcher, UpdateHandler};
 use teloxide::error_handlers::LoggingErrorHandler;
 use teloxide::payloads::SetWebhookSetters;
 use teloxide::prelude::Requester;
@@ -138,27 +139,11 @@ fn same_secret(given: &[u8], secret: &[u8]) -> bool {
 pub async fn run_polling(state: Arc<AppState>, bot: Bot, config: TelegramConfig) {
     let platform = wait_for_platform(&state).await;
     let ctx = start(platform, &bot, &config).await;
-    let mut dispatcher = dispatcher(bot.clone(), ctx);
-    let mut wait = Duration::from_secs(1);
-    loop {
-        let listener = teloxide::update_listeners::polling_default(bot.clone()).await;
-        match dispatcher
-            .try_dispatch_with_listener(
-                listener,
-                LoggingErrorHandler::with_custom_text("telegram: receiving updates"),
-            )
-            .await
-        {
-            Ok(()) => return,
-            Err(e) => {
-                tracing::warn!(
-                    "telegram: the dispatcher could not start ({e}); trying again in {wait:?}"
-                );
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(60));
-            }
-        }
-    }
+    let polling = bot.clone();
+    keep_dispatching(dispatcher(bot, ctx), || {
+        teloxide::update_listeners::polling_default(polling.clone())
+    })
+    .await;
 }
 
 /// Tells the Bot API where to post (until it agrees) and runs the bot on the updates
@@ -167,36 +152,57 @@ pub async fn run_webhook(state: Arc<AppState>, bot: Bot, config: TelegramConfig,
     let setting = bot.clone();
     let (url, secret) = (webhook.url.clone(), webhook.secret.clone());
     tokio::spawn(async move {
-        let mut wait = Duration::from_secs(1);
+        let mut backoff = Backoff::new();
         while let Err(e) = setting.set_webhook(url.clone()).secret_token(secret.clone()).await {
-            tracing::warn!("telegram: setting the webhook ({e}); trying again in {wait:?}");
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(60));
+            backoff.pause("setting the webhook", e).await;
         }
         tracing::info!(%url, "telegram: the webhook is set");
     });
     let platform = wait_for_platform(&state).await;
     let ctx = start(platform, &bot, &config).await;
-    let mut dispatcher = dispatcher(bot, ctx);
-    let mut wait = Duration::from_secs(1);
+    let updates = webhook.updates;
+    keep_dispatching(dispatcher(bot, ctx), || std::future::ready(updates_of(Arc::clone(&updates))))
+        .await;
+}
+
+/// Dispatches until the process ends. teloxide's dispatcher asks for `getMe` before it
+/// starts and gives up if that fails: it is started again, on a new listener, after a
+/// pause, rather than leaving the server up with no bot.
+async fn keep_dispatching<L, F>(
+    mut dispatcher: Dispatcher<Bot, BotError, DefaultKey>,
+    mut listener: impl FnMut() -> F,
+) where
+    F: Future<Output = L>,
+    L: UpdateListener + Send,
+    L::Err: std::fmt::Debug,
+{
+    let mut backoff = Backoff::new();
     loop {
-        let listener = updates_of(Arc::clone(&webhook.updates));
-        match dispatcher
+        let started = dispatcher
             .try_dispatch_with_listener(
-                listener,
+                listener().await,
                 LoggingErrorHandler::with_custom_text("telegram: receiving updates"),
             )
-            .await
-        {
+            .await;
+        match started {
             Ok(()) => return,
-            Err(e) => {
-                tracing::warn!(
-                    "telegram: the dispatcher could not start ({e}); trying again in {wait:?}"
-                );
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(60));
-            }
+            Err(e) => backoff.pause("the dispatcher could not start", e).await,
         }
+    }
+}
+
+/// Pauses between tries of a call to the Bot API: 1 s, doubling, at most a minute.
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff(Duration::from_secs(1))
+    }
+
+    async fn pause(&mut self, what: &str, error: impl std::fmt::Display) {
+        tracing::warn!("telegram: {what} ({error}); trying again in {:?}", self.0);
+        tokio::time::sleep(self.0).await;
+        self.0 = (self.0 * 2).min(Duration::from_secs(60));
     }
 }
 
@@ -232,20 +238,14 @@ async fn wait_for_platform(state: &AppState) -> Arc<Platform> {
 /// Checks the token (until the Bot API answers), lists the commands in Telegram's
 /// menu, and starts delivering agents' answers.
 async fn start(platform: Arc<Platform>, bot: &Bot, config: &TelegramConfig) -> Arc<Ctx> {
-    let mut wait = Duration::from_secs(1);
+    let mut backoff = Backoff::new();
     loop {
         match bot.get_me().await {
             Ok(me) => {
                 tracing::info!(bot = %me.username(), "telegram: the bot is running");
                 break;
             }
-            Err(e) => {
-                tracing::warn!(
-                    "telegram: the Bot API did not answer getMe ({e}); trying again in {wait:?}"
-                );
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(60));
-            }
+            Err(e) => backoff.pause("the Bot API did not answer getMe", e).await,
         }
     }
     let limits = Limits {
@@ -270,10 +270,7 @@ async fn start(platform: Arc<Platform>, bot: &Bot, config: &TelegramConfig) -> A
     ctx
 }
 
-fn dispatcher(
-    bot: Bot,
-    ctx: Arc<Ctx>,
-) -> Dispatcher<Bot, BotError, teloxide::dispatching::DefaultKey> {
+fn dispatcher(bot: Bot, ctx: Arc<Ctx>) -> Dispatcher<Bot, BotError, DefaultKey> {
     let handler: UpdateHandler<BotError> = dptree::entry().endpoint(bot::handle);
     Dispatcher::builder(bot, handler)
         .dependencies(dptree::deps![ctx])
