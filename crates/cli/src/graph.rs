@@ -339,6 +339,9 @@ async fn update_in_place(
     if (old.segment_members, old.last_segment) != (marks.segment_members, marks.last_segment) {
         return Ok(Err("the segments changed".into()));
     }
+    if old.last_rule != marks.last_rule {
+        return Ok(Err("the association rules changed".into()));
+    }
     // Categories are few and a rename changes no count: apply them all, every time.
     for category in store.categories().await? {
         graph.upsert_category(&category);
@@ -403,6 +406,9 @@ pub(crate) async fn build(store: &Store) -> anyhow::Result<KnowledgeGraph> {
             let members = store.segment_members(segment.id).await?;
             graph.upsert_segment(segment.id, &segment.description, &members);
         }
+    }
+    if let Some(version) = store.latest_rules_version().await? {
+        graph.set_rules(&store.rules(version).await?);
     }
     bar.finish_and_clear();
     Ok(graph)

@@ -1,6 +1,7 @@
-//! Interest segments: the result of one clustering run, versioned.
+//! Interest segments and association rules: the results of clustering and mining runs,
+//! versioned.
 
-use crate::{SegmentId, UserId};
+use crate::{ProductId, SegmentId, UserId};
 
 /// A segment to store, with its members and their affinity scores.
 #[derive(Clone, Debug, PartialEq)]
@@ -18,4 +19,18 @@ pub struct Segment {
     pub key: String,
     pub description: String,
     pub n_members: i64,
+}
+
+/// An association rule over products: shoppers who chose every product of
+/// `antecedent` also chose those of `consequent` (one mining run's result).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProductRule {
+    pub antecedent: Vec<ProductId>,
+    pub consequent: Vec<ProductId>,
+    /// Share of baskets holding both sides.
+    pub support: f64,
+    /// Share of baskets with the antecedent that hold the consequent.
+    pub confidence: f64,
+    /// Confidence over the consequent's own share (1: independent).
+    pub lift: f64,
 }

@@ -13,6 +13,7 @@ use shopgraph_core::event::{Event, EventKind};
 use shopgraph_core::interest::{Interest, InterestSource, Polarity};
 use shopgraph_core::kg::Triple;
 use shopgraph_core::product::{Category, Maker, Product};
+use shopgraph_core::segment::ProductRule;
 use shopgraph_core::user::User;
 use shopgraph_core::{InterestId, ProductId, SegmentId, UserId};
 
@@ -382,6 +383,43 @@ impl KnowledgeGraph {
             let user = self.node(NodeKey::User(*user), None);
             let detail = EdgeDetail::Scores { a: *score as f32, b: 0.0, c: 0.0 };
             self.add_edge(user, node, Relation::MemberOf, *score as f32, detail);
+        }
+    }
+
+    /// Replaces every bought-together edge by the rules with one product on the left:
+    /// an edge from it to each product on the right, weighted by the confidence and
+    /// carrying (support, confidence, lift). Of two rules over one pair the more
+    /// confident wins; products the graph does not hold are skipped.
+    pub fn set_rules(&mut self, rules: &[ProductRule]) {
+        let old: Vec<EdgeIndex> = self
+            .graph
+            .edge_references()
+            .filter(|e| e.weight().relation == Relation::BoughtTogether)
+            .map(|e| e.id())
+            .collect();
+        for edge in old {
+            self.remove_edge(edge);
+        }
+        let mut best: BTreeMap<(NodeIndex, NodeIndex), &ProductRule> = BTreeMap::new();
+        for rule in rules.iter().filter(|r| r.antecedent.len() == 1) {
+            let Some(&from) = self.index.get(&NodeKey::Product(rule.antecedent[0])) else {
+                continue;
+            };
+            for to in &rule.consequent {
+                let Some(&to) = self.index.get(&NodeKey::Product(*to)) else { continue };
+                let slot = best.entry((from, to)).or_insert(rule);
+                if rule.confidence > slot.confidence {
+                    *slot = rule;
+                }
+            }
+        }
+        for ((from, to), rule) in best {
+            let detail = EdgeDetail::Scores {
+                a: rule.support as f32,
+                b: rule.confidence as f32,
+                c: rule.lift as f32,
+            };
+            self.add_edge(from, to, Relation::BoughtTogether, rule.confidence as f32, detail);
         }
     }
 

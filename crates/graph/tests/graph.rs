@@ -8,6 +8,7 @@ use shopgraph_core::event::{Event, EventKind};
 use shopgraph_core::interest::{Interest, InterestSource, Polarity};
 use shopgraph_core::kg::Triple;
 use shopgraph_core::product::{Category, Maker, MakerKind, Product};
+use shopgraph_core::segment::ProductRule;
 use shopgraph_core::user::User;
 use shopgraph_core::{InterestId, ProductId, UserId};
 use shopgraph_graph::query::Step;
@@ -255,6 +256,57 @@ fn agent_queries() {
         .unwrap();
     assert_eq!(near.len(), 2);
     assert!(near.iter().all(|n| !n.forward), "users point at products");
+}
+
+#[test]
+fn rules_become_bought_together_edges_and_replace_the_last_run() {
+    let mut g = bookstore();
+    let rule = |a: Vec<i64>, c: Vec<i64>, confidence: f64| ProductRule {
+        antecedent: a.into_iter().map(ProductId).collect(),
+        consequent: c.into_iter().map(ProductId).collect(),
+        support: 0.1,
+        confidence,
+        lift: 3.0,
+    };
+    let together = |g: &KnowledgeGraph, id: i64| -> Vec<(i64, f64)> {
+        let mut out: Vec<(i64, f64)> = g
+            .neighbours(
+                &NodeKey::Product(ProductId(id)),
+                Some(Relation::BoughtTogether),
+                10,
+                &limits(),
+            )
+            .unwrap()
+            .into_iter()
+            .filter(|n| n.forward)
+            .map(|n| match n.key {
+                NodeKey::Product(p) => (p.0, f64::from(n.weight)),
+                other => panic!("{other}"),
+            })
+            .collect();
+        out.sort_by_key(|x| x.0);
+        out
+    };
+    g.set_rules(&[
+        rule(vec![1], vec![2, 3], 0.6),
+        rule(vec![1], vec![2], 0.8), // the more confident rule over 1 → 2 wins
+        rule(vec![1, 2], vec![3], 0.9), // two on the left: no edge
+        rule(vec![5], vec![99], 0.5), // not in the graph: skipped
+    ]);
+    let got = together(&g, 1);
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].0, 2);
+    assert!((got[0].1 - 0.8).abs() < 1e-6 && (got[1].1 - 0.6).abs() < 1e-6, "{got:?}");
+    assert!(together(&g, 5).is_empty());
+    assert_eq!(g.stats()["edges: bought-together"], 2);
+    // A new run replaces the old edges.
+    g.set_rules(&[rule(vec![5], vec![6], 0.4)]);
+    assert!(together(&g, 1).is_empty());
+    assert_eq!(together(&g, 5).len(), 1);
+    // And a snapshot keeps them.
+    let bytes = snapshot::encode(&g, "x");
+    let (back, _) = snapshot::decode(&bytes).unwrap();
+    assert_eq!(together(&back, 5), together(&g, 5));
 }
 
 #[test]

@@ -25,11 +25,12 @@ pub struct SyncMarks {
     pub entity_links: i64,
     pub segment_members: i64,
     pub last_segment: i64,
+    pub last_rule: i64,
 }
 
 impl SyncMarks {
     /// The marks as numbers in a fixed order: how a snapshot's stamp records them.
-    pub fn to_array(&self) -> [i64; 11] {
+    pub fn to_array(&self) -> [i64; 12] {
         [
             self.products,
             self.products_updated_at,
@@ -42,11 +43,12 @@ impl SyncMarks {
             self.entity_links,
             self.segment_members,
             self.last_segment,
+            self.last_rule,
         ]
     }
 
     /// The inverse of [`SyncMarks::to_array`].
-    pub fn from_array(marks: [i64; 11]) -> SyncMarks {
+    pub fn from_array(marks: [i64; 12]) -> SyncMarks {
         let [
             products,
             products_updated_at,
@@ -59,6 +61,7 @@ impl SyncMarks {
             entity_links,
             segment_members,
             last_segment,
+            last_rule,
         ] = marks;
         SyncMarks {
             products,
@@ -72,6 +75,7 @@ impl SyncMarks {
             entity_links,
             segment_members,
             last_segment,
+            last_rule,
         }
     }
 }
@@ -514,7 +518,8 @@ impl Store {
                         (SELECT COUNT(*) FROM kg_triples) AS triples, \
                         (SELECT COUNT(*) FROM product_entities) AS entity_links, \
                         (SELECT COUNT(*) FROM segment_members) AS segment_members, \
-                        (SELECT COALESCE(MAX(id), 0) FROM segments) AS last_segment",
+                        (SELECT COALESCE(MAX(id), 0) FROM segments) AS last_segment, \
+                        (SELECT COALESCE(MAX(id), 0) FROM association_rules) AS last_rule",
             )
             .fetch_one(pool)
             .await?;
@@ -530,6 +535,7 @@ impl Store {
                 entity_links: row.try_get("entity_links")?,
                 segment_members: row.try_get("segment_members")?,
                 last_segment: row.try_get("last_segment")?,
+                last_rule: row.try_get("last_rule")?,
             })
         })
     }

@@ -2,7 +2,7 @@
 //! runs), model metadata, and knowledge-graph triples linked to products.
 
 use shopgraph_core::kg::Triple;
-use shopgraph_core::segment::{NewSegment, Segment};
+use shopgraph_core::segment::{NewSegment, ProductRule, Segment};
 use shopgraph_core::{ProductId, SegmentId, UserId};
 use sqlx::Row;
 
@@ -129,6 +129,110 @@ impl Store {
             for row in &rows {
                 out.push((UserId(row.try_get("user_id")?), row.try_get("score")?));
             }
+            Ok(out)
+        })
+    }
+
+    /// Stores one mining run as rule `version`, replacing a run stored under the same
+    /// version. Every product must exist; a rule needs both sides, disjoint, and its
+    /// figures in range.
+    pub async fn put_rules(&self, version: i64, rules: &[ProductRule]) -> Result<()> {
+        for (i, r) in rules.iter().enumerate() {
+            let disjoint = !r.antecedent.iter().any(|p| r.consequent.contains(p));
+            let figures = [r.support, r.confidence].iter().all(|x| (0.0..=1.0).contains(x))
+                && r.lift.is_finite()
+                && r.lift >= 0.0;
+            if r.antecedent.is_empty() || r.consequent.is_empty() || !disjoint || !figures {
+                return Err(StoreError::Invalid(format!(
+                    "rule {i}: it needs two disjoint, non-empty sides, support and confidence in [0, 1] and a finite lift ≥ 0"
+                )));
+            }
+        }
+        let now = shopgraph_core::now_ms();
+        write_tx!(self, |tx| {
+            sqlx::query("DELETE FROM association_rules WHERE version = $1")
+                .bind(version)
+                .execute(&mut *tx)
+                .await?;
+            for r in rules {
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO association_rules (version, support, confidence, lift, created_at) \
+                     VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                )
+                .bind(version)
+                .bind(r.support)
+                .bind(r.confidence)
+                .bind(r.lift)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                let sides = r
+                    .antecedent
+                    .iter()
+                    .map(|p| (p, 0i64))
+                    .chain(r.consequent.iter().map(|p| (p, 1)));
+                let sides: Vec<_> = sides.collect();
+                let sql = format!(
+                    "INSERT INTO association_rule_items (rule_id, product_id, side) VALUES {}",
+                    values_placeholders(self.backend(), sides.len(), 3)
+                );
+                let mut q = sqlx::query(&sql);
+                for (product, side) in sides {
+                    q = q.bind(id).bind(product.0).bind(side);
+                }
+                q.execute(&mut *tx).await.map_err(|e| match e {
+                    sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+                        StoreError::Invalid(format!("rule {id}: a product is not in the catalog"))
+                    }
+                    e => StoreError::from(e),
+                })?;
+            }
+            Ok::<_, StoreError>(())
+        })
+    }
+
+    /// The newest rule version stored, if any.
+    pub async fn latest_rules_version(&self) -> Result<Option<i64>> {
+        on_pool!(self, |pool| Ok(sqlx::query_scalar("SELECT MAX(version) FROM association_rules")
+            .fetch_one(pool)
+            .await?))
+    }
+
+    /// The rules of one version, strongest (by lift) first. Rules that lost a side to a
+    /// deleted product are left out.
+    pub async fn rules(&self, version: i64) -> Result<Vec<ProductRule>> {
+        on_pool!(self, |pool| {
+            let rows = sqlx::query(
+                "SELECT r.id, r.support, r.confidence, r.lift, i.product_id, i.side \
+                 FROM association_rules r JOIN association_rule_items i ON i.rule_id = r.id \
+                 WHERE r.version = $1 ORDER BY r.lift DESC, r.confidence DESC, r.id, i.side, i.product_id",
+            )
+            .bind(version)
+            .fetch_all(pool)
+            .await?;
+            let mut out: Vec<ProductRule> = Vec::new();
+            let mut last = None;
+            for row in &rows {
+                let id: i64 = row.try_get("id")?;
+                if last != Some(id) {
+                    last = Some(id);
+                    out.push(ProductRule {
+                        antecedent: Vec::new(),
+                        consequent: Vec::new(),
+                        support: row.try_get("support")?,
+                        confidence: row.try_get("confidence")?,
+                        lift: row.try_get("lift")?,
+                    });
+                }
+                let rule = out.last_mut().expect("pushed above");
+                let product = ProductId(row.try_get("product_id")?);
+                if row.try_get::<i64, _>("side")? == 0 {
+                    rule.antecedent.push(product);
+                } else {
+                    rule.consequent.push(product);
+                }
+            }
+            out.retain(|r| !r.antecedent.is_empty() && !r.consequent.is_empty());
             Ok(out)
         })
     }

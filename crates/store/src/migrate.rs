@@ -30,9 +30,10 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(1, "0001_catalog_users_events"),
     migration!(2, "0002_profiles_conversations_insight"),
     migration!(3, "0003_telegram_dismiss"),
+    migration!(4, "0004_association_rules"),
 ];
 
-pub const LATEST_VERSION: i64 = 3;
+pub const LATEST_VERSION: i64 = 4;
 
 /// Serialises concurrent migrators (replicas starting together) on PostgreSQL.
 pub(crate) const MIGRATION_LOCK: i64 = 0x5347_4d49_4752; // "SGMIGR"

@@ -13,7 +13,7 @@ use shopgraph_core::event::{EventError, EventKind, NewEvent, payload_from_bytes}
 use shopgraph_core::interest::{InterestSource, NewInterest, Polarity};
 use shopgraph_core::kg::Triple;
 use shopgraph_core::product::{Category, Maker, MakerKind, NewProduct};
-use shopgraph_core::segment::NewSegment;
+use shopgraph_core::segment::{NewSegment, ProductRule};
 use shopgraph_core::user::NewUser;
 use shopgraph_core::{ProductId, UserId};
 use shopgraph_store::{EventFilter, ModelRecord, Store, StoreError, StoreOptions};
@@ -98,6 +98,7 @@ on_both_backends!(
     conversations_keep_messages_tool_calls_and_handoff,
     deleting_a_user_erases_everything_derived,
     segments_models_and_triples,
+    association_rules_are_versioned_and_checked,
     concurrent_appends_are_all_kept_in_cursor_order,
     telegram_chats_deliveries_updates_and_link_codes,
 );
@@ -616,6 +617,41 @@ async fn segments_models_and_triples(store: &Store) {
     assert_eq!(rest, [t("m.2", "film.film.genre", "m.g")]);
     store.link_product_entities(&[(p[0], "m.1".into()), (p[0], "m.1".into())]).await.unwrap();
     assert_eq!(store.product_entities(p[0]).await.unwrap(), ["m.1"]);
+}
+
+async fn association_rules_are_versioned_and_checked(store: &Store) {
+    let (_, p) = seed(store).await;
+    let rule = |a: ProductId, c: ProductId, confidence: f64| ProductRule {
+        antecedent: vec![a],
+        consequent: vec![c],
+        support: 0.1,
+        confidence,
+        lift: 2.5,
+    };
+    assert_eq!(store.latest_rules_version().await.unwrap(), None);
+    store.put_rules(1, &[rule(p[0], p[1], 0.4)]).await.unwrap();
+    store.put_rules(2, &[rule(p[0], p[1], 0.5), rule(p[1], p[0], 0.6)]).await.unwrap();
+    assert_eq!(store.latest_rules_version().await.unwrap(), Some(2));
+    let v2 = store.rules(2).await.unwrap();
+    assert_eq!(v2.len(), 2);
+    assert_eq!(v2[0].confidence, 0.6, "equal lifts: the more confident first");
+    assert_eq!(
+        (v2[0].antecedent.as_slice(), v2[0].consequent.as_slice()),
+        ([p[1]].as_slice(), [p[0]].as_slice())
+    );
+    // Bad rules are refused whole, and the version stays as it was.
+    for bad in [
+        ProductRule { antecedent: vec![], ..rule(p[0], p[1], 0.5) },
+        ProductRule { consequent: vec![p[0]], ..rule(p[0], p[1], 0.5) },
+        rule(p[0], p[1], 1.5),
+        ProductRule { lift: f64::NAN, ..rule(p[0], p[1], 0.5) },
+    ] {
+        let err = store.put_rules(2, std::slice::from_ref(&bad)).await.unwrap_err();
+        assert!(matches!(err, StoreError::Invalid(_)), "{bad:?}: {err}");
+    }
+    let ghost = rule(p[0], ProductId(987_654), 0.5);
+    assert!(matches!(store.put_rules(2, &[ghost]).await, Err(StoreError::Invalid(_))));
+    assert_eq!(store.rules(2).await.unwrap(), v2, "nothing half-written");
 }
 
 async fn concurrent_appends_are_all_kept_in_cursor_order(store: &Store) {
