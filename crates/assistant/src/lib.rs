@@ -491,6 +491,7 @@ impl Assistant {
                         }
                         Intent::Product => {
                             self.answer(text, &books[..1], &mut turn, lang, &mut show).await?;
+                            self.also_bought(&books[0], &mut turn, lang, &mut show).await?;
                         }
                         _ => self.price_stock(&books[0], &mut turn, lang, &mut show)?,
                     }
@@ -809,6 +810,31 @@ impl Assistant {
                 turn.set(replacement, AnswerKind::Replaced);
                 turn.reply.error = Some(e);
             }
+        }
+        Ok(())
+    }
+
+    /// "People who bought this also bought…": up to two books the association rules
+    /// pair with `book`, added under the answer as a fixed line, with their cards.
+    async fn also_bought(
+        &self,
+        book: &BookFacts,
+        turn: &mut Turn,
+        lang: &str,
+        show: &mut impl FnMut(Shown),
+    ) -> Result<(), AssistantError> {
+        let picks = self.shop.also_bought(book.id, 2).await?;
+        if picks.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<String> = picks.iter().map(|p| format!("- {}", p.book.line())).collect();
+        let line = self.prompts.reply("also_bought", lang, &[("list", &list.join("\n"))])?;
+        let added = format!("\n\n{line}");
+        show(Shown::Text(added.clone()));
+        turn.reply.text.push_str(&added);
+        for p in &picks {
+            turn.reply.trusted.push_str(&format!("{}\n{}\n", p.book.line(), p.reason));
+            turn.reply.picks.push((p.book.sku.clone(), p.reason.clone()));
         }
         Ok(())
     }

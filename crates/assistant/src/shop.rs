@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 use shopgraph_core::event::EventKind;
 use shopgraph_core::interest::{Interest, Polarity};
 use shopgraph_core::product::{NewProduct, Product};
+use shopgraph_core::segment::ProductRule;
 use shopgraph_core::{ProductId, UserId};
 use shopgraph_import::{Dataset, EventRecord};
 use shopgraph_recommend::data::Interactions;
@@ -111,6 +112,9 @@ struct Recs {
     item_of: HashMap<ProductId, u32>,
     /// Entity index by `relation:key`.
     entity_of: HashMap<String, u32>,
+    /// The newest association rules with one product on the left, by that product,
+    /// most confident first.
+    together: HashMap<ProductId, Vec<ProductRule>>,
 }
 
 /// The tools.
@@ -133,61 +137,13 @@ impl Shop {
     /// over co-interactions, popularity for strangers, the graph for explanations).
     /// `search` must index the same store.
     pub async fn load(store: Store, search: Arc<SearchIndex>) -> Result<Shop, AssistantError> {
-        let mut dataset = Dataset { categories: store.categories().await?, ..Dataset::default() };
-        let mut sku_of: HashMap<ProductId, String> = HashMap::new();
-        let mut sellable: HashSet<ProductId> = HashSet::new();
-        let mut after = ProductId(0);
-        loop {
-            let page = store.products_page(after, 5_000).await?;
-            let Some(last) = page.last() else { break };
-            after = last.id;
-            for p in page {
-                sku_of.insert(p.id, p.sku.clone());
-                if p.stock > 0 && !p.hidden {
-                    sellable.insert(p.id);
-                }
-                dataset.products.push(new_product(&p));
-            }
-        }
-        let mut external: HashMap<UserId, String> = HashMap::new();
-        let mut after_user = UserId(0);
-        loop {
-            let page = store.users_page(after_user, 5_000).await?;
-            let Some(last) = page.last() else { break };
-            after_user = last.id;
-            for u in page {
-                external.insert(u.id, u.external_id);
-            }
-        }
-        let mut seq = 0;
-        loop {
-            let page = store.events_after(seq, 20_000).await?;
-            let Some(last) = page.last() else { break };
-            seq = last.seq;
-            for e in page {
-                let keep = matches!(
-                    e.kind,
-                    EventKind::Rating
-                        | EventKind::Purchase
-                        | EventKind::View
-                        | EventKind::AddToCart
-                );
-                let (Some(product), Some(user)) = (e.product, external.get(&e.user)) else {
-                    continue;
-                };
-                if keep && let Some(sku) = sku_of.get(&product) {
-                    dataset.events.push(EventRecord {
-                        key: e.idempotency_key,
-                        user: user.clone(),
-                        product: Some(sku.clone()),
-                        kind: e.kind,
-                        value: e.value,
-                        payload: None,
-                        occurred_at: e.occurred_at,
-                    });
-                }
-            }
-        }
+        let Exported { dataset, sku_of, sellable, .. } = export(&store, |kind| {
+            matches!(
+                kind,
+                EventKind::Rating | EventKind::Purchase | EventKind::View | EventKind::AddToCart
+            )
+        })
+        .await?;
         let data = Interactions::from_dataset(&dataset, false);
         let side = Arc::new(ItemSide::from_dataset(&dataset, data.ids()));
         let knn = ItemKnn::fit(&data, ItemKnnParams { neighbours: 100, shrink: 10.0 });
@@ -198,7 +154,25 @@ impl Shop {
         let products: Vec<ProductId> =
             data.ids().items.iter().map(|sku| id_of_sku[sku.as_str()]).collect();
         let item_of = products.iter().enumerate().map(|(i, &p)| (p, i as u32)).collect();
-        let available = products.iter().map(|p| sellable.contains(p)).collect();
+        // Stock-aware: what is about to run out is sold, but not pushed.
+        let short = running_out(&dataset);
+        let available = products
+            .iter()
+            .map(|p| sellable.contains(p) && !short.contains(sku_of[p].as_str()))
+            .collect();
+        let mut together: HashMap<ProductId, Vec<ProductRule>> = HashMap::new();
+        if let Some(version) = store.latest_rules_version().await? {
+            for rule in store.rules(version).await? {
+                if let [from] = rule.antecedent[..] {
+                    together.entry(from).or_default().push(rule);
+                }
+            }
+        }
+        for list in together.values_mut() {
+            list.sort_by(|a, b| {
+                b.confidence.total_cmp(&a.confidence).then(b.lift.total_cmp(&a.lift))
+            });
+        }
         let mut entity_of = HashMap::new();
         for links in &side.links {
             for &(r, e) in links {
@@ -231,8 +205,18 @@ impl Shop {
             concepts = names.len(),
             "assistant tools ready"
         );
-        let recs =
-            Recs { data, side, knn, popular, graph, products, available, item_of, entity_of };
+        let recs = Recs {
+            data,
+            side,
+            knn,
+            popular,
+            graph,
+            products,
+            available,
+            item_of,
+            entity_of,
+            together,
+        };
         Ok(Shop { store, search, recs, names, products: RwLock::default() })
     }
 
@@ -325,6 +309,16 @@ impl Shop {
         self.rank(known.map_or(Shopper::Stranger, Shopper::User), interests, n).await
     }
 
+    /// `n` of the books that sell most, ordered by the shopper's interests: an
+    /// experiment's baseline against [`Shop::recommend_known`].
+    pub async fn recommend_popular(
+        &self,
+        interests: &[Interest],
+        n: usize,
+    ) -> Result<Vec<Pick>, AssistantError> {
+        self.rank(Shopper::Stranger, interests, n).await
+    }
+
     /// `n` books for a guest's session: the products they looked at or chose in this
     /// visit, oldest first. Products the recommender has no history for are skipped;
     /// with none left, the popular books.
@@ -347,24 +341,67 @@ impl Shop {
         n: usize,
     ) -> Result<Vec<Pick>, AssistantError> {
         let r = &self.recs;
-        let Some(&item) = r.item_of.get(&product) else { return Ok(Vec::new()) };
+        let mut picks: Vec<Pick> = Vec::with_capacity(n);
+        let title = match self.sellable(product).await? {
+            Some(p) => p.title.clone(),
+            None => match self.store.product(product).await? {
+                Some(p) => p.title,
+                None => return Ok(Vec::new()),
+            },
+        };
+        // First the association rules: what shoppers chose in the same sessions.
+        for rule in r.together.get(&product).into_iter().flatten() {
+            for &other in &rule.consequent {
+                if picks.len() >= n || picks.iter().any(|p| p.book.id == other) {
+                    continue;
+                }
+                let pushed = r.item_of.get(&other).is_none_or(|&i| r.available[i as usize]);
+                if pushed && let Some(p) = self.sellable(other).await? {
+                    let reason = format!(
+                        "bought together: {:.0}% of the shoppers who chose {title} also chose it, {:.1} times as often as shoppers at large",
+                        (rule.confidence * 100.0).clamp(1.0, 100.0),
+                        rule.lift
+                    );
+                    picks.push(Pick { book: BookFacts::of(&p), reason });
+                }
+            }
+        }
+        // Then the books most chosen by the same shoppers at any time.
+        let Some(&item) = r.item_of.get(&product) else { return Ok(picks) };
         let list = {
             let allowed = |i: u32| r.available[i as usize];
             self.server()
-                .similar(item, n.min(shopgraph_recommend::serve::MAX_N), &allowed)
+                .similar(item, (n + picks.len()).min(shopgraph_recommend::serve::MAX_N), &allowed)
                 .map_err(|e| AssistantError::Tool(e.to_string()))?
         };
-        let mut picks = Vec::with_capacity(list.len());
         for rec in list {
-            if let Some(p) = self.sellable(r.products[rec.item as usize]).await? {
+            let id = r.products[rec.item as usize];
+            if picks.len() >= n || picks.iter().any(|p| p.book.id == id) {
+                continue;
+            }
+            if let Some(p) = self.sellable(id).await? {
                 let reason = format!(
-                    "chosen by {:.0}% of the shoppers who chose {}",
+                    "chosen by {:.0}% of the shoppers who chose {title}",
                     (rec.score * 100.0).clamp(1.0, 100.0),
-                    r.side.titles[item as usize]
                 );
                 picks.push(Pick { book: BookFacts::of(&p), reason });
             }
         }
+        Ok(picks)
+    }
+
+    /// Products that rules say go with `product` and that are not about to run out:
+    /// for "people who bought this also…" in a conversation.
+    pub async fn also_bought(
+        &self,
+        product: ProductId,
+        n: usize,
+    ) -> Result<Vec<Pick>, AssistantError> {
+        if !self.recs.together.contains_key(&product) {
+            return Ok(Vec::new());
+        }
+        let mut picks = self.together(product, n).await?;
+        picks.retain(|p| p.reason.starts_with("bought together"));
         Ok(picks)
     }
 
@@ -531,6 +568,117 @@ pub fn normalise(s: &str) -> String {
     out
 }
 
+/// Weeks of demand a product needs in the latest stretch to be forecast.
+const RECENT_WEEKS: i64 = 12;
+
+/// The skus whose stock covers less than next week's forecast demand (seasonal
+/// exponential smoothing over their weekly events), among products in stock with
+/// events in the last [`RECENT_WEEKS`] weeks of the data.
+fn running_out(dataset: &Dataset) -> HashSet<&str> {
+    use shopgraph_insight::forecast;
+    let Some(newest) = dataset.events.iter().map(|e| e.occurred_at).max() else {
+        return HashSet::new();
+    };
+    let since = newest - RECENT_WEEKS * forecast::WEEK_MS;
+    let stock: HashMap<&str, i64> =
+        dataset.products.iter().map(|p| (p.sku.as_str(), p.stock)).collect();
+    let mut recent: Vec<&str> = dataset
+        .events
+        .iter()
+        .filter(|e| e.occurred_at >= since)
+        .filter_map(|e| e.product.as_deref())
+        .filter(|sku| stock.get(sku).is_some_and(|&s| s > 0))
+        .collect();
+    recent.sort_unstable();
+    recent.dedup();
+    let slot: HashMap<&str, u32> = recent.iter().enumerate().map(|(i, &s)| (s, i as u32)).collect();
+    let observations = dataset
+        .events
+        .iter()
+        .filter_map(|e| Some((e.occurred_at, *slot.get(e.product.as_deref()?)?)));
+    let Ok((_, series)) = forecast::weekly(observations, recent.len()) else {
+        return HashSet::new();
+    };
+    recent
+        .into_iter()
+        .zip(&series)
+        .filter(|(sku, y)| {
+            forecast::fit(y, 52).is_ok_and(|m| (stock[*sku] as f64) < m.forecast(1)[0])
+        })
+        .map(|(sku, _)| sku)
+        .collect()
+}
+
+/// The store's catalog, shoppers and behaviour as a data set, with the store's ids.
+pub struct Exported {
+    /// Events keep their idempotency keys; payloads are left out.
+    pub dataset: Dataset,
+    pub sku_of: HashMap<ProductId, String>,
+    /// Products in stock and not hidden.
+    pub sellable: HashSet<ProductId>,
+    /// Each shopper's external id.
+    pub external: HashMap<UserId, String>,
+}
+
+/// Reads the whole catalog, every shopper, and the events of the kinds `keep` takes
+/// that name a product, in pages.
+pub async fn export(
+    store: &Store,
+    keep: impl Fn(EventKind) -> bool,
+) -> Result<Exported, AssistantError> {
+    let mut dataset = Dataset { categories: store.categories().await?, ..Dataset::default() };
+    let mut sku_of: HashMap<ProductId, String> = HashMap::new();
+    let mut sellable: HashSet<ProductId> = HashSet::new();
+    let mut after = ProductId(0);
+    loop {
+        let page = store.products_page(after, 5_000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        for p in page {
+            sku_of.insert(p.id, p.sku.clone());
+            if p.stock > 0 && !p.hidden {
+                sellable.insert(p.id);
+            }
+            dataset.products.push(new_product(&p));
+        }
+    }
+    let mut external: HashMap<UserId, String> = HashMap::new();
+    let mut after_user = UserId(0);
+    loop {
+        let page = store.users_page(after_user, 5_000).await?;
+        let Some(last) = page.last() else { break };
+        after_user = last.id;
+        for u in page {
+            external.insert(u.id, u.external_id);
+        }
+    }
+    let mut seq = 0;
+    loop {
+        let page = store.events_after(seq, 20_000).await?;
+        let Some(last) = page.last() else { break };
+        seq = last.seq;
+        for e in page {
+            let (Some(product), Some(user)) = (e.product, external.get(&e.user)) else {
+                continue;
+            };
+            if keep(e.kind)
+                && let Some(sku) = sku_of.get(&product)
+            {
+                dataset.events.push(EventRecord {
+                    key: e.idempotency_key,
+                    user: user.clone(),
+                    product: Some(sku.clone()),
+                    kind: e.kind,
+                    value: e.value,
+                    payload: None,
+                    occurred_at: e.occurred_at,
+                });
+            }
+        }
+    }
+    Ok(Exported { dataset, sku_of, sellable, external })
+}
+
 /// A review event's text: its payload is `{"text": …}` or plain text.
 fn review_text(payload: &str) -> Option<String> {
     match serde_json::from_str::<serde_json::Value>(payload) {
@@ -561,6 +709,53 @@ fn new_product(p: &Product) -> NewProduct {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_sells_faster_than_its_stock_is_not_pushed() {
+        let product = |sku: &str, stock: i64| NewProduct {
+            sku: sku.into(),
+            title: sku.into(),
+            description: None,
+            maker: None,
+            publisher: None,
+            year: None,
+            image_url: None,
+            price_cents: 999,
+            currency: "EUR".into(),
+            stock,
+            category_keys: Vec::new(),
+            attributes: None,
+            synthetic_fields: Vec::new(),
+            source: "test".into(),
+        };
+        let week = shopgraph_insight::forecast::WEEK_MS;
+        let mut events = Vec::new();
+        for w in 0..30 {
+            // "hot" sells 5 a week with 2 left; "deep" the same with 60; "old" sold
+            // long ago with 1 left.
+            for (sku, n) in [("hot", 5), ("deep", 5), ("old", if w < 5 { 5 } else { 0 })] {
+                for i in 0..n {
+                    events.push(EventRecord {
+                        key: format!("{sku}-{w}-{i}"),
+                        user: format!("u{i}"),
+                        product: Some(sku.into()),
+                        kind: EventKind::Purchase,
+                        value: None,
+                        payload: None,
+                        occurred_at: 957_139_200_000 + w * week + i,
+                    });
+                }
+            }
+        }
+        let data = Dataset {
+            products: vec![product("hot", 2), product("deep", 60), product("old", 1)],
+            events,
+            ..Dataset::default()
+        };
+        let short = running_out(&data);
+        assert_eq!(short, HashSet::from(["hot"]));
+        assert!(running_out(&Dataset::default()).is_empty());
+    }
 
     #[test]
     fn names_compare_without_case_or_punctuation() {
