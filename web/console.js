@@ -222,6 +222,68 @@ $("reply-form").addEventListener("submit", async (e) => {
     show(open.id);
   } catch (err) { say(err.message, true); }
 });
+// ---- insight: segments and rules as tables, demand as a chart ----
+
+function cells(tr, values) {
+  for (const v of values) tr.append(el("td", "", v));
+}
+
+async function insight() {
+  try {
+    const segs = await api("GET", "/api/v1/insight/segments");
+    const sb = $("segments").querySelector("tbody");
+    sb.textContent = "";
+    for (const s of segs.segments) {
+      const tr = el("tr");
+      cells(tr, [s.segment, String(s.shoppers), s.description]);
+      sb.append(tr);
+    }
+    if (!segs.segments.length) {
+      const tr = el("tr");
+      cells(tr, ["—", "", "No segments yet: an admin computes them."]);
+      sb.append(tr);
+    }
+    const rules = await api("GET", "/api/v1/insight/rules?n=20");
+    const rb = $("rules").querySelector("tbody");
+    rb.textContent = "";
+    for (const r of rules.rules) {
+      const tr = el("tr");
+      cells(tr, [r.has_titles.join(" + "), r.also_titles.join(" + "), (100 * r.support).toFixed(2) + "%", (100 * r.confidence).toFixed(0) + "%", r.lift.toFixed(1)]);
+      rb.append(tr);
+    }
+    if (!rules.rules.length) {
+      const tr = el("tr");
+      cells(tr, ["No rules yet: an admin mines them.", "", "", "", ""]);
+      rb.append(tr);
+    }
+    say("");
+  } catch (e) {
+    say(e.message, true);
+  }
+}
+
+async function chart(of) {
+  try {
+    const q = "/api/v1/insight/forecast?of=" + encodeURIComponent(of);
+    const f = await api("GET", q);
+    const m = (x) => (x === null || x === undefined ? "—" : x.toFixed(2));
+    $("forecast-note").textContent = f.name + ": next weeks " + f.forecast.map((v) => v.toFixed(1)).join(", ") +
+      "; backtest MASE " + m(f.mase) + " (seasonal-naive " + m(f.mase_naive) + ")" +
+      (f.weeks_of_stock ? "; stock lasts " + f.weeks_of_stock.toFixed(1) + " weeks" : "");
+    const r = await fetch(q + "&format=svg", { headers: { Authorization: "Bearer " + key } });
+    if (!r.ok) throw new Error(r.statusText);
+    const doc = new DOMParser().parseFromString(await r.text(), "image/svg+xml");
+    const box = $("forecast-chart");
+    box.textContent = "";
+    box.append(document.importNode(doc.documentElement, true));
+    say("");
+  } catch (e) {
+    say(e.message, true);
+  }
+}
+
+$("load-insight").addEventListener("click", insight);
+$("forecast-form").addEventListener("submit", (e) => { e.preventDefault(); if ($("forecast-of").value) chart($("forecast-of").value.trim()); });
 $("graph-form").addEventListener("submit", (e) => { e.preventDefault(); if ($("node").value) draw($("node").value.trim()); });
 
 if (key) inbox();

@@ -29,6 +29,37 @@ pub struct ServerConfig {
     pub refit_secs: u64,
     /// The Telegram bot, which runs when `TELOXIDE_TOKEN` is set.
     pub telegram: TelegramConfig,
+    /// An experiment on customers' recommendations: each customer gets one arm's
+    /// strategy, by a stable hash of their id, and the answer names the arm.
+    pub experiment: Option<ExperimentConfig>,
+}
+
+/// A split of customers between recommendation strategies.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentConfig {
+    /// Names the experiment in reports; it salts the hash, so a new name reshuffles.
+    pub name: String,
+    /// `STRATEGY=WEIGHT`, the control first. Strategies: `personal` (the customer's
+    /// history and interests) and `popular` (what sells, ordered by their interests).
+    pub arms: Vec<String>,
+}
+
+/// The strategies an experiment's arms may name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Strategy {
+    Personal,
+    Popular,
+}
+
+impl Strategy {
+    pub fn parse(name: &str) -> Option<Strategy> {
+        match name {
+            "personal" => Some(Strategy::Personal),
+            "popular" => Some(Strategy::Popular),
+            _ => None,
+        }
+    }
 }
 
 /// How the Telegram bot reaches the Bot API and talks to chats. Its token is never in
@@ -90,6 +121,7 @@ impl Default for ServerConfig {
             llm_timeout_secs: 60,
             refit_secs: 600,
             telegram: TelegramConfig::default(),
+            experiment: None,
         }
     }
 }
@@ -121,6 +153,25 @@ impl ServerConfig {
     pub fn from_file(path: &Path) -> Result<ServerConfig, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The experiment, checked: at least two arms, each a known strategy.
+    pub(crate) fn experiment(
+        &self,
+    ) -> Result<Option<(shopgraph_insight::experiments::Experiment, Vec<Strategy>)>, String> {
+        let Some(e) = &self.experiment else { return Ok(None) };
+        let arms = crate::insight::arms(&e.arms).map_err(|e| format!("experiment: {e}"))?;
+        let strategies = arms
+            .iter()
+            .map(|a| {
+                Strategy::parse(&a.name).ok_or_else(|| {
+                    format!("experiment arm {:?}: the strategies are personal and popular", a.name)
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let experiment = shopgraph_insight::experiments::Experiment::new(&e.name, arms)
+            .map_err(|e| format!("experiment: {e}"))?;
+        Ok(Some((experiment, strategies)))
     }
 
     /// The session secret's bytes, or a fresh random one.

@@ -18,6 +18,7 @@ pub mod auth;
 pub mod chat;
 pub mod config;
 pub mod error;
+pub mod insight;
 pub mod metrics;
 pub mod openai;
 pub mod ops;
@@ -59,6 +60,8 @@ pub struct Platform {
     pub llm: Arc<dyn Llm>,
     /// The recommender and the assistant over it, replaced whole when it is refitted.
     tools: RwLock<Arc<Tools>>,
+    /// The store read into the insight analyses' shape, kept while nothing changes.
+    pub(crate) insight: insight::Cache,
     prompts: Prompts,
     assistant_config: Config,
 }
@@ -122,6 +125,14 @@ impl Platform {
         if last <= self.tools().fitted_seq {
             return Ok(false);
         }
+        self.reload_tools().await?;
+        Ok(true)
+    }
+
+    /// Fits the recommender again whatever changed (new association rules, say), and
+    /// swaps it in.
+    pub async fn reload_tools(&self) -> Result<(), shopgraph_assistant::AssistantError> {
+        let last = self.store.last_event_seq().await?;
         let started = Instant::now();
         let tools = Tools::fit(
             &self.store,
@@ -138,7 +149,7 @@ impl Platform {
             seconds = started.elapsed().as_secs_f32(),
             "recommender refitted"
         );
-        Ok(true)
+        Ok(())
     }
 }
 
@@ -154,6 +165,9 @@ pub struct Parts {
 
 pub struct AppState {
     pub(crate) config: ServerConfig,
+    /// The recommendation experiment, if one runs, with each arm's strategy.
+    pub(crate) experiment:
+        Option<(shopgraph_insight::experiments::Experiment, Vec<config::Strategy>)>,
     pub(crate) keys: auth::Keys,
     pub(crate) sessions: auth::Sessions,
     pub(crate) limiter: limit::Limiter,
@@ -168,7 +182,9 @@ pub struct AppState {
 impl AppState {
     /// Checks the configuration (keys, secret); nothing is loaded yet.
     pub fn new(config: ServerConfig) -> Result<Arc<AppState>, String> {
+        let experiment = config.experiment()?;
         Ok(Arc::new(AppState {
+            experiment,
             keys: auth::Keys::new(&config.api_keys)?,
             sessions: auth::Sessions::new(config.secret()?),
             limiter: limit::Limiter::default(),
@@ -216,6 +232,7 @@ impl AppState {
             graph: RwLock::new(parts.graph),
             llm,
             tools: RwLock::new(Arc::new(tools)),
+            insight: insight::Cache::default(),
             prompts: parts.prompts,
             assistant_config: parts.assistant,
         };
@@ -282,6 +299,7 @@ impl AppState {
     tags(
         (name = "storefront", description = "Recommendations, search, events and catalog (storefront keys)"),
         (name = "agent", description = "Support agents: graph, profiles, conversations (agent keys)"),
+        (name = "insight", description = "Marketing and operations: segments, rules, next steps, audiences, forecasts, experiments (agent keys; recomputing needs admin)"),
         (name = "chat", description = "The customer's chat (session tokens)"),
         (name = "operations", description = "Health, readiness, metrics")
     )
@@ -337,6 +355,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let (api, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(storefront::routes())
         .merge(agent::routes())
+        .merge(insight::routes())
         .merge(chat::routes())
         .split_for_parts();
     // After the routes are in: it documents what every operation may answer.

@@ -22,6 +22,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::{Caller, Role};
+use crate::config::Strategy;
 use crate::error::{ApiError, Body, ErrorBody, Params, bounded};
 use crate::{AppState, Platform};
 
@@ -79,6 +80,9 @@ impl Card {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CardList {
     pub items: Vec<Card>,
+    /// The experiment arm that chose the list, when an experiment runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arm: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -86,7 +90,7 @@ pub struct CardList {
 pub struct ListParams {
     /// How many (1 to 100; 20 when not given).
     #[param(minimum = 1, maximum = 100)]
-    n: Option<usize>,
+    pub(crate) n: Option<usize>,
 }
 
 fn n_of(n: Option<usize>) -> Result<usize, ApiError> {
@@ -100,7 +104,7 @@ fn batch<T>(what: &str, items: &[T]) -> Result<(), ApiError> {
 
 fn served(state: &AppState, items: Vec<Card>) -> Json<CardList> {
     state.metrics.recommendations.fetch_add(items.len() as u64, Ordering::Relaxed);
-    Json(CardList { items })
+    Json(CardList { items, arm: None })
 }
 
 pub(crate) async fn product_by_sku(p: &Platform, sku: &str) -> Result<Product, ApiError> {
@@ -133,8 +137,21 @@ async fn user_recommendations(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no user {user:?}")))?;
     let interests = p.store.interests(user.id).await?;
-    let picks = p.tools().shop.recommend_known(&user.external_id, &interests, n).await?;
-    Ok(served(&state, picks.iter().map(Card::of_pick).collect()))
+    let shop = &p.tools().shop;
+    let (strategy, arm) = match &state.experiment {
+        Some((e, strategies)) => {
+            let i = e.arm_of(&user.external_id);
+            (strategies[i], Some(e.arms[i].name.clone()))
+        }
+        None => (Strategy::Personal, None),
+    };
+    let picks = match strategy {
+        Strategy::Personal => shop.recommend_known(&user.external_id, &interests, n).await?,
+        Strategy::Popular => shop.recommend_popular(&interests, n).await?,
+    };
+    let mut list = served(&state, picks.iter().map(Card::of_pick).collect());
+    list.0.arm = arm;
+    Ok(list)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
