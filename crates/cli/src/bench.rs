@@ -108,24 +108,25 @@ pub(crate) enum BenchCommand {
         #[arg(long, default_value_t = 48)]
         max_tokens: usize,
     },
-    /// Association rules (FP-growth) over a data set's sessions: time, memory, and the
-    /// strongest rules by name.
-    Rules {
+    /// Interest exploration over a whole data set: segments (k by silhouette), association
+    /// rules over sessions, next-step sequences and backtested weekly demand forecasts,
+    /// each timed, with peak memory.
+    Insight {
         #[arg(default_value = "ml-1m")]
         source: String,
         #[arg(long, env = "SHOPGRAPH_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
-        /// A pause longer than this ends a session.
-        #[arg(long, default_value_t = 24.0)]
-        session_hours: f64,
-        #[arg(long, default_value_t = 0.01)]
-        min_support: f64,
-        #[arg(long, default_value_t = 0.3)]
-        min_confidence: f64,
-        #[arg(long, default_value_t = 1.5)]
-        min_lift: f64,
-        #[arg(long, default_value_t = 3)]
-        max_len: usize,
+        #[arg(long, default_value_t = 2)]
+        k_min: usize,
+        #[arg(long, default_value_t = 12)]
+        k_max: usize,
+        /// Concepts kept as profile dimensions.
+        #[arg(long, default_value_t = 200)]
+        dims: usize,
+        #[command(flatten)]
+        rules: crate::insight::RuleArgs,
+        #[command(flatten)]
+        forecast: crate::insight::ForecastArgs,
     },
     /// Import throughput (rows/s) and peak memory for a whole source, into a new
     /// SQLite file.
@@ -231,18 +232,19 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
             let options = crate::bench_llm::Options { models, peer_python, max_tokens };
             crate::bench_llm::run(&options).await?;
         }
-        BenchCommand::Rules {
-            source,
-            data_dir,
-            session_hours,
-            min_support,
-            min_confidence,
-            min_lift,
-            max_len,
-        } => {
-            let params =
-                shopgraph_insight::RuleParams { min_support, min_confidence, min_lift, max_len };
-            crate::bench_rules::run(&source_dir(&source, &data_dir), session_hours, &params)?;
+        BenchCommand::Insight { source, data_dir, k_min, k_max, dims, rules, forecast } => {
+            let params = shopgraph_insight::SegmentParams {
+                k_min,
+                k_max,
+                ..shopgraph_insight::SegmentParams::default()
+            };
+            crate::insight::bench(
+                &source_dir(&source, &data_dir),
+                &params,
+                dims,
+                &rules,
+                &forecast,
+            )?;
         }
         BenchCommand::Import { source, data_dir } => {
             let dir = source_dir(&source, &data_dir);

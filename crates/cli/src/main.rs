@@ -7,12 +7,12 @@
 mod bench;
 mod bench_llm;
 mod bench_recommend;
-mod bench_rules;
 mod bench_search;
 mod chat;
 mod eval;
 mod events;
 mod graph;
+mod insight;
 mod load;
 mod recommend;
 mod search;
@@ -102,6 +102,10 @@ enum Command {
     },
     /// Search the catalog: words and meaning, with filters, facets and sorting.
     Search(search::SearchArgs),
+    /// Interest exploration: segments, association rules, sequences, demand forecasts,
+    /// campaign audiences and experiments, over the store's data.
+    #[command(subcommand)]
+    Insight(insight::InsightCommand),
     /// Benchmarks that produce the figures in the README.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -216,6 +220,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Search(args) => search::run(args).await?,
         Command::Bench(command) => bench::run(command).await?,
+        Command::Insight(command) => insight::run(command).await?,
         Command::Eval(args) => match args.what {
             Some(eval::EvalWhat::Chat(chat_args)) => chat::eval(chat_args).await?,
             None => eval::run(&args)?,
