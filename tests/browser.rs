@@ -2,7 +2,8 @@
 //! installed by `scripts/test.sh`), driven over the W3C WebDriver protocol: a
 //! customer asks for a book and sees the streamed answer with product cards, reloads
 //! and finds the conversation again, asks for a person; an agent takes the
-//! conversation over in the console and answers, and the customer sees the answer.
+//! conversation over in the console and answers, and the customer sees the answer; the
+//! console shows the shoppers' segments as a table.
 //! Screenshots go to `target/test-artifacts/`.
 
 use std::path::PathBuf;
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::{Value, json};
 
-use crate::server::{AGENT, serve};
+use crate::server::{ADMIN, AGENT, call, serve};
 use crate::support::{TestDb, block_on, repo_root};
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -299,6 +300,29 @@ fn a_customer_chats_in_the_browser_and_an_agent_takes_over_in_the_console() {
             .await;
         agent.screenshot("console-takeover.png").await;
         agent.element_screenshot("#graph", "console-graph.png").await;
+
+        // Insight: an admin segments the shoppers, and the console shows the table; a
+        // forecast the data cannot give (Book-Crossing has no dates) says why.
+        let seg = json!({"k_min": 2, "k_max": 3});
+        let (s, run) =
+            call(&served.base, "POST", "/api/v1/insight/segments", Some(ADMIN), Some(seg)).await;
+        assert_eq!(s, 200, "{run}");
+        agent.click("#load-insight").await;
+        let rows = agent
+            .until("the segments table", || async {
+                let rows = agent.texts("#segments tbody tr").await;
+                (rows.len() == run["k"].as_u64().unwrap() as usize).then_some(rows)
+            })
+            .await;
+        assert!(rows.iter().all(|r| r.split_whitespace().count() >= 3), "{rows:?}");
+        agent.type_into("#forecast-of", "category:books").await;
+        agent.click("#forecast").await;
+        agent
+            .until("the forecast's refusal", || async {
+                agent.text("#status").await.contains("less than one whole week").then_some(())
+            })
+            .await;
+        agent.element_screenshot(".insight", "console-insight.png").await;
 
         customer
             .until("the agent's answer on the customer's page", || async {

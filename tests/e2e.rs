@@ -11,6 +11,7 @@ mod eval;
 mod events;
 mod graph;
 mod import;
+mod insight;
 mod search;
 mod server;
 mod telegram;
