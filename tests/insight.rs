@@ -242,6 +242,9 @@ fn marketing_and_operations_over_http() {
             call(base, "POST", "/api/v1/insight/segments", Some(ADMIN), Some(json!({"k_min": 1})))
                 .await;
         refused(bad, 400, "k_min must be at least 2");
+        let huge = json!({"k_min": 2, "k_max": usize::MAX});
+        let huge = call(base, "POST", "/api/v1/insight/segments", Some(ADMIN), Some(huge)).await;
+        refused(huge, 400, "k_max must be at most 100");
         let (s, run) = call(base, "POST", "/api/v1/insight/segments", Some(ADMIN), Some(seg)).await;
         assert_eq!(s, 200, "{run}");
         assert_eq!(run["version"], 1);
@@ -324,7 +327,7 @@ fn marketing_and_operations_over_http() {
             let path = format!("/api/v1/products/{sku}/bought-together?n=5");
             let (_, list) = call(base, "GET", &path, Some(STOREFRONT), None).await;
             let reason = list["items"][0]["reason"].as_str().unwrap_or("").to_owned();
-            if reason.starts_with("bought together: ") {
+            if reason.starts_with("often chosen together: ") {
                 break;
             }
             assert!(started.elapsed().as_secs() < 180, "no rule-based list: {list}");
@@ -370,6 +373,16 @@ fn marketing_and_operations_over_http() {
         )
         .await;
         refused(ghost, 400, "segment 99");
+        let has = json!({"has": ["ml-100k:50"], "active_days": 365});
+        let (s, holders) =
+            call(base, "POST", "/api/v1/insight/audience", Some(AGENT), Some(has)).await;
+        assert_eq!(s, 200, "{holders}");
+        assert!(holders["size"].as_u64().unwrap() > 0, "{holders}");
+        for m in holders["members"].as_array().unwrap() {
+            let reasons = m["reasons"].as_array().unwrap();
+            assert!(reasons[0].as_str().unwrap().starts_with("has \""), "{m}");
+            assert!(reasons[1].as_str().unwrap().starts_with("active on "), "{m}");
+        }
         let typo = call(
             base,
             "POST",

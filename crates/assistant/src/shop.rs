@@ -358,7 +358,7 @@ impl Shop {
                 let pushed = r.item_of.get(&other).is_none_or(|&i| r.available[i as usize]);
                 if pushed && let Some(p) = self.sellable(other).await? {
                     let reason = format!(
-                        "bought together: {:.0}% of the shoppers who chose {title} also chose it, {:.1} times as often as shoppers at large",
+                        "often chosen together: {:.0}% of the visits that chose {title} chose it too, {:.1} times as often as visits at large",
                         (rule.confidence * 100.0).clamp(1.0, 100.0),
                         rule.lift
                     );
@@ -401,7 +401,7 @@ impl Shop {
             return Ok(Vec::new());
         }
         let mut picks = self.together(product, n).await?;
-        picks.retain(|p| p.reason.starts_with("bought together"));
+        picks.retain(|p| p.reason.starts_with("often chosen together"));
         Ok(picks)
     }
 
@@ -571,20 +571,22 @@ pub fn normalise(s: &str) -> String {
 /// Weeks of demand a product needs in the latest stretch to be forecast.
 const RECENT_WEEKS: i64 = 12;
 
-/// The skus whose stock covers less than next week's forecast demand (seasonal
-/// exponential smoothing over their weekly events), among products in stock with
-/// events in the last [`RECENT_WEEKS`] weeks of the data.
+/// The skus whose stock covers less than the coming week's forecast demand (the
+/// insight crate's weekly forecast, whose method is chosen on held-out weeks), among
+/// products in stock sold in the last [`RECENT_WEEKS`] weeks of the data. Demand is
+/// purchases; where there are none (the public data sets), ratings.
 fn running_out(dataset: &Dataset) -> HashSet<&str> {
     use shopgraph_insight::forecast;
-    let Some(newest) = dataset.events.iter().map(|e| e.occurred_at).max() else {
+    let bought = dataset.events.iter().any(|e| e.kind == EventKind::Purchase);
+    let kind = if bought { EventKind::Purchase } else { EventKind::Rating };
+    let sold = || dataset.events.iter().filter(move |e| e.kind == kind);
+    let Some(newest) = sold().map(|e| e.occurred_at).max() else {
         return HashSet::new();
     };
     let since = newest - RECENT_WEEKS * forecast::WEEK_MS;
     let stock: HashMap<&str, i64> =
         dataset.products.iter().map(|p| (p.sku.as_str(), p.stock)).collect();
-    let mut recent: Vec<&str> = dataset
-        .events
-        .iter()
+    let mut recent: Vec<&str> = sold()
         .filter(|e| e.occurred_at >= since)
         .filter_map(|e| e.product.as_deref())
         .filter(|sku| stock.get(sku).is_some_and(|&s| s > 0))
@@ -592,10 +594,8 @@ fn running_out(dataset: &Dataset) -> HashSet<&str> {
     recent.sort_unstable();
     recent.dedup();
     let slot: HashMap<&str, u32> = recent.iter().enumerate().map(|(i, &s)| (s, i as u32)).collect();
-    let observations = dataset
-        .events
-        .iter()
-        .filter_map(|e| Some((e.occurred_at, *slot.get(e.product.as_deref()?)?)));
+    let observations =
+        sold().filter_map(|e| Some((e.occurred_at, *slot.get(e.product.as_deref()?)?)));
     let Ok((_, series)) = forecast::weekly(observations, recent.len()) else {
         return HashSet::new();
     };
@@ -732,7 +732,19 @@ mod tests {
         let mut events = Vec::new();
         for w in 0..30 {
             // "hot" sells 5 a week with 2 left; "deep" the same with 60; "old" sold
-            // long ago with 1 left.
+            // long ago with 1 left; "seen" is viewed 50 times a week with 3 left, and
+            // views are no demand.
+            for i in 0..50 {
+                events.push(EventRecord {
+                    key: format!("seen-{w}-{i}"),
+                    user: format!("v{i}"),
+                    product: Some("seen".into()),
+                    kind: EventKind::View,
+                    value: None,
+                    payload: None,
+                    occurred_at: 957_139_200_000 + w * week + i,
+                });
+            }
             for (sku, n) in [("hot", 5), ("deep", 5), ("old", if w < 5 { 5 } else { 0 })] {
                 for i in 0..n {
                     events.push(EventRecord {
@@ -748,7 +760,12 @@ mod tests {
             }
         }
         let data = Dataset {
-            products: vec![product("hot", 2), product("deep", 60), product("old", 1)],
+            products: vec![
+                product("hot", 2),
+                product("deep", 60),
+                product("old", 1),
+                product("seen", 3),
+            ],
             events,
             ..Dataset::default()
         };

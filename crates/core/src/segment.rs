@@ -21,8 +21,9 @@ pub struct Segment {
     pub n_members: i64,
 }
 
-/// An association rule over products: shoppers who chose every product of
-/// `antecedent` also chose those of `consequent` (one mining run's result).
+/// An association rule over products: baskets (orders, or a shopper's visits) that
+/// hold every product of `antecedent` tend to hold those of `consequent` too (one
+/// mining run's result).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProductRule {
     pub antecedent: Vec<ProductId>,

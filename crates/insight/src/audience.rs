@@ -32,11 +32,14 @@ pub enum Filter {
         subject: String,
         min_weight: f64,
     },
-    /// Holds the rule's antecedent and not its consequent.
+    /// Holds every item of the rule's antecedent and none of its consequent (which may
+    /// be empty: holds these).
     Rule(Rule),
     /// Active at or after this time (ms).
     ActiveSince(i64),
-    /// Propensity to want `item` of at least `min` (in [0, 1]).
+    /// Propensity to want `item` of at least `min` (in [0, 1]): the best confidence
+    /// among `rules` whose consequent contains the item and whose antecedent the
+    /// shopper holds; a shopper who has the item already is left out.
     Propensity {
         item: u32,
         min: f64,
@@ -75,7 +78,7 @@ pub struct Selected {
 }
 
 /// Checks the filters: at least one, weights and propensities in range, segments
-/// among `segments` (the current segmentation's), rules with both sides.
+/// among `segments` (the current segmentation's), rule filters with items to hold.
 pub fn check(filters: &[Filter], segments: &[u32]) -> Result<(), InsightError> {
     if filters.is_empty() {
         return Err(InsightError::Invalid("an audience needs at least one filter".into()));
@@ -99,8 +102,10 @@ pub fn check(filters: &[Filter], segments: &[u32]) -> Result<(), InsightError> {
                     });
                 }
             }
-            Filter::Rule(r) if r.antecedent.is_empty() || r.consequent.is_empty() => {
-                return Err(InsightError::Invalid("a rule filter needs both sides".into()));
+            Filter::Rule(r) if r.antecedent.is_empty() => {
+                return Err(InsightError::Invalid(
+                    "a holds filter needs at least one item to hold".into(),
+                ));
             }
             Filter::Propensity { min, .. } if !(0.0..=1.0).contains(min) => {
                 return Err(InsightError::OutOfRange {
@@ -266,5 +271,8 @@ mod tests {
         let p = Filter::Propensity { item: 1, min: 1.5 };
         assert!(matches!(select(&all, &[p], &[], &[]), Err(InsightError::OutOfRange { .. })));
         assert!(select(&all, &[Filter::Rule(rule(&[], &[1], 0.5))], &[], &[]).is_err());
+        // Holding alone, without a side to lack.
+        let holders = select(&all, &[Filter::Rule(rule(&[1, 2], &[], 0.0))], &[], &[]).unwrap();
+        assert_eq!(ids(&holders), [0, 1]);
     }
 }

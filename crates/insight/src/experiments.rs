@@ -168,7 +168,8 @@ pub fn wilson(successes: u64, trials: u64, z: f64) -> Interval {
     Interval { rate: p, low: (centre - half).max(0.0), high: (centre + half).min(1.0) }
 }
 
-/// The difference `b − a` of two shares with its normal (Wald) interval.
+/// The difference `b − a` of two shares with its normal (Wald) interval; all of
+/// [-1, 1] when either side had no trials.
 pub fn difference(a: (u64, u64), b: (u64, u64), z: f64) -> Interval {
     let share = |(s, n): (u64, u64)| if n == 0 { 0.0 } else { s as f64 / n as f64 };
     let var = |(s, n): (u64, u64)| {
@@ -179,6 +180,10 @@ pub fn difference(a: (u64, u64), b: (u64, u64), z: f64) -> Interval {
             p * (1.0 - p) / n as f64
         }
     };
+    if a.1 == 0 || b.1 == 0 {
+        // An arm without trials says nothing: every difference is possible.
+        return Interval { rate: 0.0, low: -1.0, high: 1.0 };
+    }
     let d = share(b) - share(a);
     let half = z * (var(a) + var(b)).sqrt();
     Interval { rate: d, low: d - half, high: d + half }
@@ -305,6 +310,7 @@ mod tests {
         let lift = r[1].ctr_lift.unwrap();
         assert!(lift.low > 0.0 && (lift.rate - 0.1).abs() < 1e-12, "{lift:?}");
         assert!(r[0].ctr_lift.is_none());
+        assert_eq!(difference((0, 0), (5, 10), Z95), Interval { rate: 0.0, low: -1.0, high: 1.0 });
     }
 
     #[test]

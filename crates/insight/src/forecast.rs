@@ -47,16 +47,27 @@ pub fn weekly(
     if weeks == 0 {
         return Err(InsightError::Empty("less than one whole week of demand"));
     }
+    Ok((first, count_weeks(observations, n_series, first, weeks)))
+}
+
+/// Weekly counts of `(time ms, series)` observations over `weeks` weeks from week
+/// `first`; observations outside them are left out.
+pub fn count_weeks(
+    observations: impl IntoIterator<Item = (i64, u32)>,
+    n_series: usize,
+    first: i64,
+    weeks: usize,
+) -> Vec<Vec<f64>> {
     let mut series = vec![vec![0.0; weeks]; n_series];
     for (at, key) in observations {
-        let w = (week_of(at) - first) as usize;
-        if w < weeks
+        let w = week_of(at) - first;
+        if (0..weeks as i64).contains(&w)
             && let Some(s) = series.get_mut(key as usize)
         {
-            s[w] += 1.0;
+            s[w as usize] += 1.0;
         }
     }
-    Ok((first, series))
+    series
 }
 
 /// The smoothing weights.

@@ -21,7 +21,8 @@ pub struct RuleParams {
     /// How much more often the consequent comes with the antecedent than alone, ≥ 0
     /// (1: independent).
     pub min_lift: f64,
-    /// The most items in one itemset, at least 2 (a rule needs two).
+    /// The most items in one itemset, 2 to 8 (a rule needs two; beyond 8 the rules of
+    /// one itemset number in the hundreds).
     pub max_len: usize,
 }
 
@@ -44,8 +45,8 @@ impl RuleParams {
         if !(self.min_lift >= 0.0 && self.min_lift.is_finite()) {
             return out("min_lift", "a finite number ≥ 0", self.min_lift);
         }
-        if self.max_len < 2 {
-            return out("max_len", "at least 2", self.max_len as f64);
+        if !(2..=8).contains(&self.max_len) {
+            return out("max_len", "2 to 8", self.max_len as f64);
         }
         Ok(())
     }

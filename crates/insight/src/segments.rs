@@ -53,6 +53,9 @@ impl SegmentParams {
         if self.k_max < self.k_min {
             return out("k_max", "at least k_min", self.k_max);
         }
+        if self.k_max > 100 {
+            return out("k_max", "at most 100", self.k_max);
+        }
         if self.batch == 0 {
             return out("batch", "at least 1", self.batch);
         }
@@ -238,7 +241,7 @@ pub fn cluster(
         )));
     }
     let n = points.len() / dim;
-    if n < params.k_min + 1 {
+    if n <= params.k_min {
         return Err(InsightError::OutOfRange {
             name: "k_min",
             range: "below the number of shoppers profiled",

@@ -55,6 +55,16 @@ pub struct Shopping {
     pub interests: Vec<Vec<(String, f64)>>,
 }
 
+/// An interest's subject as a concept: the graph's `author:` and `brand:` are makers
+/// here, and its `year:1990s` a decade.
+fn concept_subject(subject: &str) -> std::borrow::Cow<'_, str> {
+    match subject.split_once(':') {
+        Some(("author" | "brand", key)) => format!("maker:{key}").into(),
+        Some(("year", decade)) => format!("decade:{decade}").into(),
+        _ => subject.into(),
+    }
+}
+
 /// Event kinds that show interest in an item.
 pub fn interaction(kind: EventKind) -> bool {
     matches!(
@@ -188,6 +198,13 @@ impl Shopping {
         out
     }
 
+    /// The event kind that counts as demand: purchases, or ratings in a data set
+    /// without purchases.
+    pub fn demand_kind(&self) -> EventKind {
+        let bought = self.history.iter().flatten().any(|st| st.kind == EventKind::Purchase);
+        if bought { EventKind::Purchase } else { EventKind::Rating }
+    }
+
     /// Each session's interactions in the order they happened, for sequences: a step
     /// at the very time of the one before is no later than it, so it is left out (a
     /// data set without times, such as Book-Crossing, has no sequences).
@@ -232,7 +249,7 @@ impl Shopping {
             t.extend(self.item_concepts[step.item as usize].iter().map(|&c| (c, w)));
         }
         for (subject, weight) in &self.interests[u] {
-            if let Some(&c) = self.concept_of.get(subject) {
+            if let Some(&c) = self.concept_of.get(concept_subject(subject).as_ref()) {
                 t.push((c, 3.0 * *weight as f32));
             }
         }
@@ -338,6 +355,7 @@ pub fn accuracy(series: &[Vec<f64>], period: usize, horizon: usize) -> Accuracy 
 }
 
 /// Weekly demand, all series of the same weeks.
+#[derive(Debug)]
 pub struct Demand {
     /// The first week ([`forecast::week_of`]).
     pub first_week: i64,
@@ -349,11 +367,14 @@ pub struct Demand {
 }
 
 /// Weekly demand per item and per category (an item's event counts in each of its
-/// categories), from interaction events.
+/// categories), all over the same weeks. Demand is purchases; a data set without any
+/// (the public ones) counts ratings instead, the signal MovieLens gives.
 pub fn demand(s: &Shopping) -> Result<Demand> {
+    let kind = s.demand_kind();
     let observations =
-        s.history.iter().flatten().filter(|st| interaction(st.kind)).map(|st| (st.at, st.item));
+        s.history.iter().flatten().filter(|st| st.kind == kind).map(|st| (st.at, st.item));
     let (first, items) = forecast::weekly(observations.clone(), s.skus.len())?;
+    let weeks = items.first().map_or(0, Vec::len);
     let mut categories: Vec<u32> = s
         .item_concepts
         .iter()
@@ -371,7 +392,7 @@ pub fn demand(s: &Shopping) -> Result<Demand> {
             .map(move |&k| (at, k as u32))
             .collect::<Vec<_>>()
     });
-    let (_, by_category) = forecast::weekly(by_category, categories.len())?;
+    let by_category = forecast::count_weeks(by_category, categories.len(), first, weeks);
     Ok(Demand { first_week: first, items, categories, by_category })
 }
 
@@ -511,7 +532,8 @@ mod tests {
                 let at = monday + w * 7 * DAY;
                 vec![
                     event("u1", "a", EventKind::Rating, at),
-                    event("u2", "b", EventKind::View, at + DAY),
+                    event("u2", "b", EventKind::Rating, at + DAY),
+                    event("u3", "b", EventKind::View, at + DAY), // a view is no demand
                 ]
             })
             .collect();
@@ -524,6 +546,18 @@ mod tests {
         let books =
             categories.iter().position(|&c| s.concepts[c as usize] == "category:books").unwrap();
         assert!(cats[books].iter().all(|&v| v == 2.0), "both books are in books");
+        assert!(cats.iter().all(|y| y.len() == 29), "categories share the products' weeks");
         assert!(demand(&Shopping::default()).is_err());
+        // Where there are purchases, only they are demand.
+        data.events.push(event("u1", "a", EventKind::Purchase, monday + 10 * 7 * DAY));
+        let s = Shopping::from_dataset(&data);
+        assert_eq!(s.demand_kind(), EventKind::Purchase);
+        let one = demand(&s).unwrap_err().to_string();
+        assert!(one.contains("less than one whole week"), "one purchase, ratings aside: {one}");
+        // A category's interests under the graph's own names count as concepts.
+        let mut s = Shopping::from_dataset(&shop());
+        s.add_interest("u1", None, "author:tolkien".into(), 1.0);
+        let tolkien = s.concept_of["maker:tolkien"];
+        assert!(s.touched_of(0).contains(&(tolkien, 3.0)));
     }
 }

@@ -1,8 +1,9 @@
 //! Interest exploration for marketing and operations (`/api/v1/insight`): segments,
 //! association rules, what shoppers look at next, campaign audiences (JSON or CSV),
 //! demand forecasts (JSON or an SVG chart) and experiment reports. Reading is for agent
-//! keys; recomputing segments and rules, which replaces what the recommender and the
-//! graph use, is for admin keys.
+//! keys, except what a storefront may show or use per shopper (next steps, a shopper's
+//! segment), which any key may read; recomputing segments and rules, which replaces
+//! what the recommender and the graph use, is for admin keys.
 //!
 //! The analyses are the insight crate's; this module reads the store into its shape
 //! ([`read_store`]), keeps that for as long as nothing changed, and stores results.
@@ -387,7 +388,12 @@ pub async fn audience(
         filters.push(Filter::Propensity { item, min: req.min_propensity.unwrap_or(0.2) });
         let params =
             RuleParams { min_support: 0.001, min_confidence: 0.0, min_lift: 1.0, max_len: 3 };
-        if let Ok(all) = mine(s, 24.0, &params) {
+        // Mining takes a while on a large catalog: off the async workers' hands.
+        let sessions = s.sessions(24 * 3_600_000);
+        let all = tokio::task::spawn_blocking(move || rules::mine(&sessions, &params))
+            .await
+            .map_err(|e| Failure::Input(format!("mining stopped: {e}")))?;
+        if let Ok(all) = all {
             mined = all.rules.into_iter().filter(|r| r.consequent == [item]).collect();
         }
     }
@@ -630,6 +636,9 @@ pub fn chart_svg(f: &Forecast) -> String {
 
 // ---- the HTTP API ---------------------------------------------------------------------
 
+/// How stale a storefront's read of next steps may be, in seconds.
+const RECENT_SECS: u64 = 300;
+
 /// The shape the analyses read, kept while the store's marks and events stay the same.
 #[derive(Default)]
 pub(crate) struct Cache {
@@ -639,23 +648,41 @@ pub(crate) struct Cache {
 struct Cached {
     /// The store's sync marks and last event when it was read.
     mark: String,
+    read_at: std::time::Instant,
     shopping: Arc<Shopping>,
     /// What shoppers look at next; None when no session has two steps.
     next: Option<Arc<Transitions>>,
 }
 
 impl Cache {
+    /// The store as it is now (read again when anything changed): for analyses an
+    /// agent asks for.
     async fn get(&self, store: &Store) -> Result<Arc<Shopping>, Failure> {
-        Ok(self.entry(store).await?.0)
+        Ok(self.entry(store, None).await?.0)
+    }
+
+    /// The store as it was at most [`RECENT_SECS`] ago: for what a storefront asks on
+    /// every page, which must not read the whole store after each event.
+    async fn recent(
+        &self,
+        store: &Store,
+    ) -> Result<(Arc<Shopping>, Option<Arc<Transitions>>), Failure> {
+        self.entry(store, Some(std::time::Duration::from_secs(RECENT_SECS))).await
     }
 
     async fn entry(
         &self,
         store: &Store,
+        max_age: Option<std::time::Duration>,
     ) -> Result<(Arc<Shopping>, Option<Arc<Transitions>>), Failure> {
+        let mut current = self.current.lock().await;
+        if let (Some(c), Some(age)) = (current.as_ref(), max_age)
+            && c.read_at.elapsed() < age
+        {
+            return Ok((Arc::clone(&c.shopping), c.next.clone()));
+        }
         let mark =
             format!("{:?} {}", store.sync_marks().await?.to_array(), store.last_event_seq().await?);
-        let mut current = self.current.lock().await;
         if let Some(c) = current.as_ref()
             && c.mark == mark
         {
@@ -663,7 +690,12 @@ impl Cache {
         }
         let shopping = Arc::new(read_store(store).await?);
         let next = Transitions::count(&shopping.sequences(24 * 3_600_000), 1).ok().map(Arc::new);
-        *current = Some(Cached { mark, shopping: Arc::clone(&shopping), next: next.clone() });
+        *current = Some(Cached {
+            mark,
+            read_at: std::time::Instant::now(),
+            shopping: Arc::clone(&shopping),
+            next: next.clone(),
+        });
         Ok((shopping, next))
     }
 }
@@ -1011,7 +1043,7 @@ async fn next_steps(
     caller.require_key()?;
     let n = bounded("n", params.n, 10, 100)?;
     let p = state.platform()?;
-    let (s, t) = p.insight.entry(&p.store).await?;
+    let (s, t) = p.insight.recent(&p.store).await?;
     let item = s.item_of_sku(&sku).map_err(|e| ApiError::not_found(e.to_string()))?;
     let items = t
         .map(|t| t.next(item, n))
@@ -1115,7 +1147,10 @@ async fn demand_forecast(
     let weeks = bounded("weeks", params.weeks, 8, 52)?;
     let p = state.platform()?;
     let s = p.insight.get(&p.store).await?;
-    let f = forecast_of(&s, &params.of, weeks)?;
+    let of = params.of.clone();
+    let f = tokio::task::spawn_blocking(move || forecast_of(&s, &of, weeks))
+        .await
+        .map_err(ApiError::internal)??;
     match params.format.as_deref() {
         Some("svg") => {
             Ok(([(header::CONTENT_TYPE, "image/svg+xml")], chart_svg(&f)).into_response())
@@ -1130,8 +1165,8 @@ async fn demand_forecast(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ExperimentParams {
-    /// Arms as `NAME=WEIGHT`, comma-separated, the control first (`control=1,treatment=1`
-    /// when not given).
+    /// Arms as `NAME=WEIGHT`, comma-separated, the control first; when not given, the
+    /// configured experiment's if it has this name, else `control=1,treatment=1`.
     arms: Option<String>,
     /// A click or purchase counts for an impression this many hours after it (24).
     window_hours: Option<f64>,
@@ -1195,14 +1230,19 @@ async fn experiment_report(
     Params(params): Params<ExperimentParams>,
 ) -> Result<Json<ExperimentOut>, ApiError> {
     caller.require(Role::Agent)?;
-    let specs: Vec<String> = params
-        .arms
-        .as_deref()
-        .unwrap_or("control=1,treatment=1")
-        .split(',')
-        .map(str::to_owned)
-        .collect();
-    let e = Experiment::new(&name, arms(&specs)?).map_err(Failure::from)?;
+    // The running experiment's own arms when it is the one asked about.
+    let e = match (&params.arms, &state.experiment) {
+        (None, Some((running, _))) if running.name == name => running.clone(),
+        (given, _) => {
+            let specs: Vec<String> = given
+                .as_deref()
+                .unwrap_or("control=1,treatment=1")
+                .split(',')
+                .map(str::to_owned)
+                .collect();
+            Experiment::new(&name, arms(&specs)?).map_err(Failure::from)?
+        }
+    };
     let p = state.platform()?;
     let s = p.insight.get(&p.store).await?;
     let (all, by_segment) =

@@ -138,13 +138,17 @@ impl Store {
     /// figures in range.
     pub async fn put_rules(&self, version: i64, rules: &[ProductRule]) -> Result<()> {
         for (i, r) in rules.iter().enumerate() {
-            let disjoint = !r.antecedent.iter().any(|p| r.consequent.contains(p));
+            let mut all: Vec<ProductId> =
+                r.antecedent.iter().chain(&r.consequent).copied().collect();
+            all.sort_unstable();
+            all.dedup();
+            let disjoint = all.len() == r.antecedent.len() + r.consequent.len();
             let figures = [r.support, r.confidence].iter().all(|x| (0.0..=1.0).contains(x))
                 && r.lift.is_finite()
                 && r.lift >= 0.0;
             if r.antecedent.is_empty() || r.consequent.is_empty() || !disjoint || !figures {
                 return Err(StoreError::Invalid(format!(
-                    "rule {i}: it needs two disjoint, non-empty sides, support and confidence in [0, 1] and a finite lift ≥ 0"
+                    "rule {i}: it needs two non-empty sides with no product twice, support and confidence in [0, 1] and a finite lift ≥ 0"
                 )));
             }
         }
@@ -154,15 +158,16 @@ impl Store {
                 .bind(version)
                 .execute(&mut *tx)
                 .await?;
-            for r in rules {
+            for (i, r) in rules.iter().enumerate() {
                 let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO association_rules (version, support, confidence, lift, created_at) \
-                     VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                    "INSERT INTO association_rules (version, support, confidence, lift, n_items, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
                 )
                 .bind(version)
                 .bind(r.support)
                 .bind(r.confidence)
                 .bind(r.lift)
+                .bind((r.antecedent.len() + r.consequent.len()) as i64)
                 .bind(now)
                 .fetch_one(&mut *tx)
                 .await?;
@@ -182,7 +187,7 @@ impl Store {
                 }
                 q.execute(&mut *tx).await.map_err(|e| match e {
                     sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
-                        StoreError::Invalid(format!("rule {id}: a product is not in the catalog"))
+                        StoreError::Invalid(format!("rule {i}: a product is not in the catalog"))
                     }
                     e => StoreError::from(e),
                 })?;
@@ -198,12 +203,12 @@ impl Store {
             .await?))
     }
 
-    /// The rules of one version, strongest (by lift) first. Rules that lost a side to a
-    /// deleted product are left out.
+    /// The rules of one version, strongest (by lift) first. Rules that lost a product
+    /// to a deletion are left out.
     pub async fn rules(&self, version: i64) -> Result<Vec<ProductRule>> {
         on_pool!(self, |pool| {
             let rows = sqlx::query(
-                "SELECT r.id, r.support, r.confidence, r.lift, i.product_id, i.side \
+                "SELECT r.id, r.support, r.confidence, r.lift, r.n_items, i.product_id, i.side \
                  FROM association_rules r JOIN association_rule_items i ON i.rule_id = r.id \
                  WHERE r.version = $1 ORDER BY r.lift DESC, r.confidence DESC, r.id, i.side, i.product_id",
             )
@@ -211,11 +216,13 @@ impl Store {
             .fetch_all(pool)
             .await?;
             let mut out: Vec<ProductRule> = Vec::new();
+            let mut sizes: Vec<i64> = Vec::new();
             let mut last = None;
             for row in &rows {
                 let id: i64 = row.try_get("id")?;
                 if last != Some(id) {
                     last = Some(id);
+                    sizes.push(row.try_get("n_items")?);
                     out.push(ProductRule {
                         antecedent: Vec::new(),
                         consequent: Vec::new(),
@@ -232,8 +239,14 @@ impl Store {
                     rule.consequent.push(product);
                 }
             }
-            out.retain(|r| !r.antecedent.is_empty() && !r.consequent.is_empty());
-            Ok(out)
+            // A rule that lost a product to a deletion no longer says what it said.
+            let whole = out
+                .into_iter()
+                .zip(sizes)
+                .filter(|(r, n)| (r.antecedent.len() + r.consequent.len()) as i64 == *n)
+                .map(|(r, _)| r)
+                .collect();
+            Ok(whole)
         })
     }
 

@@ -645,6 +645,7 @@ async fn association_rules_are_versioned_and_checked(store: &Store) {
         ProductRule { consequent: vec![p[0]], ..rule(p[0], p[1], 0.5) },
         rule(p[0], p[1], 1.5),
         ProductRule { lift: f64::NAN, ..rule(p[0], p[1], 0.5) },
+        ProductRule { consequent: vec![p[1], p[1]], ..rule(p[0], p[1], 0.5) },
     ] {
         let err = store.put_rules(2, std::slice::from_ref(&bad)).await.unwrap_err();
         assert!(matches!(err, StoreError::Invalid(_)), "{bad:?}: {err}");

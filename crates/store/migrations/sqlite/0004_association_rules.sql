@@ -1,7 +1,7 @@
 -- Association rules, versioned like segments: one mining run is one version, and the
 -- graph and the recommender read the newest. A rule's sides are rows of
--- association_rule_items, so deleting a product takes it out of every rule (a rule that
--- lost a side is skipped by readers).
+-- association_rule_items, so deleting a product takes it out of every rule (and a rule
+-- that lost a product is skipped by readers).
 
 CREATE TABLE association_rules (
     id INTEGER PRIMARY KEY,
@@ -9,6 +9,8 @@ CREATE TABLE association_rules (
     support REAL NOT NULL,
     confidence REAL NOT NULL,
     lift REAL NOT NULL,
+    -- Products on both sides when stored: a rule that lost one to a deletion is skipped.
+    n_items BIGINT NOT NULL,
     created_at BIGINT NOT NULL
 );
 CREATE INDEX association_rules_version ON association_rules (version);
