@@ -527,7 +527,14 @@ pub(crate) fn bench(
         peak_memory().unwrap_or_default()
     );
     drop(mined);
-    let _ = writeln!(text, "SEQUENCES\n{}", sequences_text(&s, rules.session_hours, 5)?);
+    match sequences_text(&s, rules.session_hours, 5) {
+        Ok(q) => {
+            let _ = writeln!(text, "SEQUENCES\n{q}");
+        }
+        Err(e) => {
+            let _ = writeln!(text, "SEQUENCES: {e}\n");
+        }
+    }
     match forecast_text(&s, forecast.period, forecast.horizon, forecast.top) {
         Ok(f) => {
             let _ = writeln!(text, "FORECAST\n{f}");
