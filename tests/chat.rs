@@ -31,6 +31,7 @@ fn model_path() -> PathBuf {
 struct Bookstore {
     _dir: tempfile::TempDir,
     store: Store,
+    index: Arc<SearchIndex>,
     shop: Arc<Shop>,
 }
 
@@ -69,8 +70,9 @@ async fn bookstore() -> Bookstore {
         products.iter().map(|p| ProductDoc::new(p, &categories, 0)).collect();
     index.upsert(&docs).unwrap();
     index.commit("test").unwrap();
-    let shop = Arc::new(Shop::load(store.clone(), Arc::new(index)).await.unwrap());
-    Bookstore { _dir: dir, store, shop }
+    let index = Arc::new(index);
+    let shop = Arc::new(Shop::load(store.clone(), Arc::clone(&index)).await.unwrap());
+    Bookstore { _dir: dir, store, index, shop }
 }
 
 async fn guest(store: &Store, name: &str) -> UserId {
@@ -276,6 +278,49 @@ fn a_generated_answer_is_shown_only_a_checked_sentence_at_a_time() {
             }
         }
         assert!(!reply.text.contains("0.00"), "{reply:?}");
+    });
+}
+
+/// With an association rule stored, an answer about one book adds the books people
+/// chose with it, as a fixed line with their facts and cards.
+#[test]
+fn an_answer_about_a_book_names_what_people_also_bought() {
+    block_on(async {
+        let b = bookstore().await;
+        let hobbit = b.store.product_by_sku("9780345318589").await.unwrap().unwrap();
+        let page = b.store.products_page(shopgraph_core::ProductId(0), 10_000).await.unwrap();
+        let other = page.into_iter().find(|p| p.stock > 0 && p.id != hobbit.id).unwrap();
+        let rule = shopgraph_core::segment::ProductRule {
+            antecedent: vec![hobbit.id],
+            consequent: vec![other.id],
+            support: 0.02,
+            confidence: 0.4,
+            lift: 6.0,
+        };
+        b.store.put_rules(1, &[rule]).await.unwrap();
+        let shop = Arc::new(Shop::load(b.store.clone(), Arc::clone(&b.index)).await.unwrap());
+        let a = Assistant::new(
+            Arc::new(Streaming("The Hobbit is by J.R.R. Tolkien.")),
+            Prompts::bundled(),
+            shop,
+            Config { phrase: true, ..Config::default() },
+        );
+        let user = guest(&b.store, "also").await;
+        let conv = a.open(user, "test").await.unwrap();
+        let mut shown = Vec::new();
+        let reply =
+            a.turn(conv.id, user, b"Tell me about The Hobbit", |s| shown.push(s)).await.unwrap();
+        assert!(reply.text.starts_with("The Hobbit is by J.R.R. Tolkien."), "{reply:?}");
+        assert!(reply.text.contains("People who bought this also bought:"), "{reply:?}");
+        assert!(reply.text.contains(&other.title), "{reply:?}");
+        let (sku, why) = reply.picks.last().unwrap();
+        assert_eq!(sku, &other.sku);
+        assert!(why.starts_with("often chosen together: 40% of the visits"), "{why}");
+        let streamed: String = shown
+            .iter()
+            .filter_map(|s| if let Shown::Text(t) = s { Some(t.as_str()) } else { None })
+            .collect();
+        assert_eq!(streamed, reply.text, "the customer saw what was stored");
     });
 }
 
