@@ -577,8 +577,7 @@ const RECENT_WEEKS: i64 = 12;
 /// purchases; where there are none (the public data sets), ratings.
 fn running_out(dataset: &Dataset) -> HashSet<&str> {
     use shopgraph_insight::forecast;
-    let bought = dataset.events.iter().any(|e| e.kind == EventKind::Purchase);
-    let kind = if bought { EventKind::Purchase } else { EventKind::Rating };
+    let kind = shopgraph_insight::shopping::demand_kind(dataset.events.iter().map(|e| e.kind));
     let sold = || dataset.events.iter().filter(move |e| e.kind == kind);
     let Some(newest) = sold().map(|e| e.occurred_at).max() else {
         return HashSet::new();

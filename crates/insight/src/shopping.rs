@@ -65,6 +65,13 @@ fn concept_subject(subject: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// The event kind that counts as demand among `kinds`: purchases, or ratings where
+/// there are no purchases (the public data sets, where MovieLens' ratings carry the
+/// dates).
+pub fn demand_kind(mut kinds: impl Iterator<Item = EventKind>) -> EventKind {
+    if kinds.any(|k| k == EventKind::Purchase) { EventKind::Purchase } else { EventKind::Rating }
+}
+
 /// Event kinds that show interest in an item.
 pub fn interaction(kind: EventKind) -> bool {
     matches!(
@@ -180,41 +187,30 @@ impl Shopping {
 
     /// Each shopper's interactions cut into sessions at pauses over `gap_ms`.
     pub fn sessions(&self, gap_ms: i64) -> Vec<Vec<u32>> {
-        let mut out = Vec::new();
-        for h in &self.history {
-            let mut session = Vec::new();
-            let mut last = i64::MIN;
-            for step in h.iter().filter(|s| interaction(s.kind)) {
-                if !session.is_empty() && step.at.saturating_sub(last) > gap_ms {
-                    out.push(std::mem::take(&mut session));
-                }
-                session.push(step.item);
-                last = step.at;
-            }
-            if !session.is_empty() {
-                out.push(session);
-            }
-        }
-        out
-    }
-
-    /// The event kind that counts as demand: purchases, or ratings in a data set
-    /// without purchases.
-    pub fn demand_kind(&self) -> EventKind {
-        let bought = self.history.iter().flatten().any(|st| st.kind == EventKind::Purchase);
-        if bought { EventKind::Purchase } else { EventKind::Rating }
+        self.cut(gap_ms, true)
     }
 
     /// Each session's interactions in the order they happened, for sequences: a step
     /// at the very time of the one before is no later than it, so it is left out (a
     /// data set without times, such as Book-Crossing, has no sequences).
     pub fn sequences(&self, gap_ms: i64) -> Vec<Vec<u32>> {
+        self.cut(gap_ms, false)
+    }
+
+    /// The event kind that counts as demand here (see [`demand_kind`]).
+    pub fn demand_kind(&self) -> EventKind {
+        demand_kind(self.history.iter().flatten().map(|st| st.kind))
+    }
+
+    /// Sessions of interactions cut at pauses over `gap_ms`; `ties` keeps a step at the
+    /// very time of the one before.
+    fn cut(&self, gap_ms: i64, ties: bool) -> Vec<Vec<u32>> {
         let mut out = Vec::new();
         for h in &self.history {
             let mut session = Vec::new();
             let mut last = i64::MIN;
             for step in h.iter().filter(|s| interaction(s.kind)) {
-                if step.at == last {
+                if !ties && step.at == last {
                     continue;
                 }
                 if !session.is_empty() && step.at.saturating_sub(last) > gap_ms {
