@@ -45,7 +45,10 @@ impl Dataset {
     pub fn vet(&mut self, report: &mut Report) {
         const WHERE: &str = "checks before writing";
         let refuse = |report: &mut Report, entity: &'static str, why: String| {
-            report.counts(entity).kept -= 1;
+            // Saturating: a reader may not count what it derived (the categories of
+            // RecBole's genres, say), and a check must never panic over a count.
+            let counts = report.counts(entity);
+            counts.kept = counts.kept.saturating_sub(1);
             report.set_aside(entity, SetAside::Malformed, WHERE, 0, why);
         };
         self.categories.retain(|c| match check_identifier("category key", &c.key) {

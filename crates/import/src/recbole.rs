@@ -138,6 +138,12 @@ fn read_items(
             continue;
         }
         let sku = format!("{name}:{}", fields[id_col]);
+        // An id the store would refuse (a control character, say) is this line's fault:
+        // set aside here, where the report can say which line it was.
+        if let Err(why) = shopgraph_core::check_identifier("sku", &sku) {
+            report.set_aside("products", SetAside::Malformed, &file.file, line_no, why);
+            continue;
+        }
         if !seen.insert(sku.clone()) {
             report.set_aside(
                 "products",
@@ -155,6 +161,12 @@ fn read_items(
         let mut category_keys = vec!["movies".to_owned()];
         for genre in genre_col.map(|c| fields[c]).unwrap_or_default().split_whitespace() {
             let key = format!("movies/{}", genre.to_lowercase());
+            // A genre the store could not key (a control character in a damaged file)
+            // is dropped from the item, which is kept without it.
+            if shopgraph_core::check_identifier("category key", &key).is_err() {
+                report.repaired("products");
+                continue;
+            }
             genres.insert((key.clone(), genre.to_owned()));
             category_keys.push(key);
         }
@@ -220,6 +232,10 @@ fn read_users(
             continue;
         }
         let external_id = format!("{name}:{}", fields[id_col]);
+        if let Err(why) = shopgraph_core::check_identifier("user id", &external_id) {
+            report.set_aside("users", SetAside::Malformed, &file.file, line_no, why);
+            continue;
+        }
         if !seen.insert(external_id.clone()) {
             report.set_aside(
                 "users",
@@ -279,7 +295,9 @@ fn read_inters(
             report.set_aside("events", SetAside::Malformed, &file.file, line_no, why);
             continue;
         };
-        if !seconds.is_finite() || seconds < 0.0 {
+        // Seconds since 1970, up to the year 9999 (the store's range): a larger number is
+        // milliseconds or a damaged line, and found here it is reported at its line.
+        if !seconds.is_finite() || !(0.0..=253_402_300_799.0).contains(&seconds) {
             let why = format!("timestamp {:?} is not a time", fields[time_col]);
             report.set_aside("events", SetAside::Malformed, &file.file, line_no, why);
             continue;
