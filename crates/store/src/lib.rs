@@ -13,6 +13,7 @@ mod conversations;
 mod error;
 mod events;
 mod insight;
+mod jobs;
 mod migrate;
 mod profiles;
 mod telegram;
@@ -31,6 +32,7 @@ pub use crate::conversations::MAX_MESSAGE_BYTES;
 pub use crate::error::{Result, StoreError};
 pub use crate::events::{Appended, BatchAppended, EventFilter};
 pub use crate::insight::ModelRecord;
+pub use crate::jobs::JobRun;
 pub use crate::migrate::{LATEST_VERSION, MIGRATIONS, Migration};
 pub use crate::profiles::MAX_SUBJECT_BYTES;
 pub use crate::telegram::{MAX_STATE_BYTES, PendingReply, TelegramChat};
@@ -164,6 +166,19 @@ impl Store {
             let pool = SqlitePoolOptions::new()
                 .max_connections(options.max_connections)
                 .acquire_timeout(options.acquire_timeout)
+                // A COMMIT that failed (a full disk) leaves sqlx a rollback to do, queued
+                // behind the connection's next command; if that rollback fails too (SQLite
+                // may already have rolled back), sqlx counts the transaction as open for
+                // ever and every later BEGIN on the connection fails. So before a
+                // connection goes back to the pool: flush its queue, and drop it if a
+                // transaction still counts as open.
+                .after_release(|conn, _| {
+                    Box::pin(async move {
+                        use sqlx::Connection;
+                        conn.ping().await?;
+                        Ok(!conn.is_in_transaction())
+                    })
+                })
                 .connect_with(connect)
                 .await
                 .map_err(StoreError::from_connect)?;

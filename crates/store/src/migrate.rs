@@ -31,9 +31,10 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(2, "0002_profiles_conversations_insight"),
     migration!(3, "0003_telegram_dismiss"),
     migration!(4, "0004_association_rules"),
+    migration!(5, "0005_job_runs"),
 ];
 
-pub const LATEST_VERSION: i64 = 4;
+pub const LATEST_VERSION: i64 = 5;
 
 /// Serialises concurrent migrators (replicas starting together) on PostgreSQL.
 pub(crate) const MIGRATION_LOCK: i64 = 0x5347_4d49_4752; // "SGMIGR"
