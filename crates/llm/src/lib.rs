@@ -9,6 +9,9 @@
 //!   (mistral.rs's own server, vLLM, or `shopgraph serve`), for shops whose traffic
 //!   needs GPU hosts.
 //!
+//! [`resilient::Resilient`] puts timeouts, retries and a circuit breaker around a model
+//! behind a network.
+//!
 //! Everything above this crate (the assistant, the surfaces) sees only `dyn Llm`.
 //! Prompts are files in `prompts/`, rendered by [`prompt::Prompts`].
 
@@ -16,6 +19,7 @@
 pub mod local;
 pub mod prompt;
 pub mod remote;
+pub mod resilient;
 
 use std::time::{Duration, Instant};
 
@@ -131,6 +135,9 @@ pub enum LlmError {
     Timeout(Duration),
     #[error("the language model's output is not the JSON asked for: {0}")]
     BadOutput(String),
+    /// The circuit breaker refused the call: the model server kept failing.
+    #[error("the language model is unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// A chat model. Implementations start the generation and return at once; the events
