@@ -353,17 +353,20 @@ fn bad_input_and_a_broken_model_get_clear_errors_and_lose_nothing() {
         }
         assert!(b.store.messages(conv.id).await.unwrap().is_empty(), "bad input was stored");
 
-        // Malformed JSON from the model: an apology, both messages kept.
+        // Malformed JSON from the model: the message is read by its words and answered
+        // from the store all the same; the error is kept, and both messages.
         let reply = malformed.turn(conv.id, dee, b"How much is Rebecca?", |_| {}).await.unwrap();
-        assert_eq!(reply.kind, AnswerKind::Failed);
+        assert_ne!(reply.kind, AnswerKind::Failed);
         assert!(reply.error.as_deref().is_some_and(|e| e.contains("not the JSON")), "{reply:?}");
+        assert!(reply.text.contains("Rebecca"), "{reply:?}");
+        assert_eq!(reply.books.len(), 1, "{reply:?}");
         let messages = b.store.messages(conv.id).await.unwrap();
         let roles: Vec<Role> = messages.iter().map(|m| m.role).collect();
         assert_eq!(roles, [Role::User, Role::Assistant]);
         assert_eq!(messages[0].content, "How much is Rebecca?");
 
-        // A model that never answers: the turn times out, and a second failure in a row
-        // hands the customer to a person.
+        // A model that never answers: the turn times out, and the customer still gets
+        // the stock from the store.
         let stuck = Assistant::new(
             Arc::new(Scripted(None)),
             Prompts::bundled(),
@@ -371,10 +374,11 @@ fn bad_input_and_a_broken_model_get_clear_errors_and_lose_nothing() {
             config,
         );
         let reply = stuck.turn(conv.id, dee, b"Hello, is Rebecca in stock?", |_| {}).await.unwrap();
-        assert_eq!(reply.kind, AnswerKind::Failed);
+        assert_ne!(reply.kind, AnswerKind::Failed);
         assert!(reply.error.as_deref().is_some_and(|e| e.contains("longer than")), "{reply:?}");
-        assert!(reply.handoff, "{reply:?}");
-        assert_eq!(b.store.conversation(conv.id).await.unwrap().unwrap().handoff, Handoff::Waiting);
+        assert!(reply.text.contains("Rebecca"), "{reply:?}");
+        assert!(!reply.handoff, "{reply:?}");
+        assert_eq!(b.store.conversation(conv.id).await.unwrap().unwrap().handoff, Handoff::Bot);
 
         // Another customer cannot read or write this conversation.
         let eve = guest(&b.store, "eve").await;

@@ -121,6 +121,52 @@ pub struct Understanding {
 }
 
 impl Understanding {
+    /// A reading of `text` without the model, for when it fails: a question of price
+    /// or stock, a request for suggestions, a complaint, a greeting; anything else is
+    /// a search for its words (the question words taken out).
+    pub fn by_words(text: &str) -> Understanding {
+        let lower = text.to_lowercase();
+        let has = |words: &[&str]| words.iter().any(|w| lower.contains(w));
+        let intent = if has(&[
+            "how much",
+            "price",
+            "cost",
+            "in stock",
+            "available",
+            "多少钱",
+            "价格",
+            "库存",
+            "有货",
+        ]) {
+            Intent::PriceStock
+        } else if has(&["recommend", "suggest", "what should i read", "推荐"]) {
+            Intent::Recommend
+        } else if has(&["refund", "broken", "damaged", "never arrived", "complain", "退款", "投诉"])
+        {
+            Intent::Complaint
+        } else if lower
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .all(|w| GREETINGS.contains(&w))
+        {
+            Intent::Chitchat
+        } else {
+            Intent::Search
+        };
+        let words: Vec<&str> = text
+            .split(|c: char| {
+                c.is_whitespace() || matches!(c, '?' | '!' | ',' | '.' | '？' | '，' | '。')
+            })
+            .filter(|w| !w.is_empty() && !QUESTION_WORDS.contains(&w.to_lowercase().as_str()))
+            .collect();
+        let product = if matches!(intent, Intent::PriceStock | Intent::Search) {
+            words.join(" ")
+        } else {
+            String::new()
+        };
+        Understanding { intent, product, topic: String::new(), mood: Mood::Calm }
+    }
+
     /// A calm request for a person, read without the model.
     fn asks_for_person() -> Understanding {
         Understanding {
@@ -131,6 +177,53 @@ impl Understanding {
         }
     }
 }
+
+/// Words that are the whole of a greeting or a thanks.
+const GREETINGS: &[&str] = &[
+    "hi", "hello", "hey", "thanks", "thank", "you", "bye", "good", "morning", "evening", "你好",
+    "谢谢",
+];
+
+/// Words of a question that say nothing of what is looked for.
+const QUESTION_WORDS: &[&str] = &[
+    "how",
+    "much",
+    "is",
+    "are",
+    "the",
+    "a",
+    "an",
+    "in",
+    "stock",
+    "price",
+    "of",
+    "does",
+    "do",
+    "you",
+    "have",
+    "cost",
+    "costs",
+    "what",
+    "available",
+    "hello",
+    "hi",
+    "please",
+    "i",
+    "want",
+    "looking",
+    "for",
+    "any",
+    "book",
+    "books",
+    "it",
+    "about",
+    "some",
+    "me",
+    "can",
+    "find",
+    "show",
+    "search",
+];
 
 /// An interest the model found in a text.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -361,19 +454,11 @@ impl Assistant {
             match self.understand(text).await {
                 Ok(u) => u,
                 Err(e) => {
-                    turn.failed(e.to_string(), self.prompts.reply("error", lang, &[])?, &mut show);
-                    if failed_before(&earlier) {
-                        self.hand_off(
-                            conversation,
-                            user,
-                            "the assistant failed twice in a row",
-                            &mut turn,
-                            lang,
-                            &mut show,
-                        )
-                        .await?;
-                    }
-                    return self.finish(conversation, turn, lang).await;
+                    // The model is down, slow or confused: the tools still work, so read
+                    // the message by its words and answer from them rather than apologise.
+                    tracing::warn!(error = %e, "the model could not read the message; reading its words");
+                    turn.reply.error = Some(e.to_string());
+                    Understanding::by_words(text)
                 }
             }
         };
@@ -496,7 +581,8 @@ impl Assistant {
                         _ => self.price_stock(&books[0], &mut turn, lang, &mut show)?,
                     }
                 }
-                if understanding.intent == Intent::Search {
+                // Learning asks the model again: not when it just failed.
+                if understanding.intent == Intent::Search && turn.reply.error.is_none() {
                     self.learn(said.id, user, text, &mut turn).await?;
                 }
             }
@@ -1072,12 +1158,6 @@ impl Turn {
     fn fixed(&mut self, text: String, show: &mut impl FnMut(Shown)) {
         show(Shown::Text(text.clone()));
         self.set(text, AnswerKind::Fixed);
-    }
-
-    fn failed(&mut self, error: String, apology: String, show: &mut impl FnMut(Shown)) {
-        show(Shown::Text(apology.clone()));
-        self.set(apology, AnswerKind::Failed);
-        self.reply.error = Some(error);
     }
 }
 
