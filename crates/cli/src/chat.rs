@@ -55,11 +55,21 @@ pub(crate) struct LlmArgs {
 impl LlmArgs {
     pub(crate) async fn open(&self) -> anyhow::Result<Arc<dyn Llm>> {
         Ok(match &self.llm_url {
-            Some(url) => Arc::new(shopgraph_llm::remote::Remote::new(
-                url,
-                &self.llm_name,
-                self.llm_api_key.clone(),
-            )?),
+            // A model behind a network: retried with backoff, and refused at once by an
+            // open circuit breaker while the server keeps failing, so the assistant
+            // answers from its tools instead of making customers wait.
+            Some(url) => {
+                let remote = shopgraph_llm::remote::Remote::new(
+                    url,
+                    &self.llm_name,
+                    self.llm_api_key.clone(),
+                )?;
+                let policy = shopgraph_llm::resilient::Policy {
+                    first_event: Duration::from_secs(self.llm_timeout.clamp(1, 30)),
+                    ..Default::default()
+                };
+                Arc::new(shopgraph_llm::resilient::Resilient::new(Arc::new(remote), policy))
+            }
             None => Arc::new(shopgraph_llm::local::Local::load(&self.llm_model).await?),
         })
     }

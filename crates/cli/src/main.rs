@@ -56,6 +56,9 @@ impl DbArgs {
     fn options(&self) -> StoreOptions {
         let mut options = StoreOptions::new(&self.url);
         options.pg_schema = self.pg_schema.clone();
+        // While the database is down (PostgreSQL restarting, say), a request waits this
+        // long for a connection and then hears 503, rather than hanging.
+        options.acquire_timeout = std::time::Duration::from_secs(5);
         options
     }
 

@@ -168,6 +168,14 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "shopgraph is listening on http://{addr}: the chat at /, the agent console at /console, the API at /docs (ready when /readyz says so)"
     ));
 
+    // What the store holds before the graph and search index are read: other replicas'
+    // writes during loading are taken in after it.
+    let marks = {
+        let store = args.index.db.open().await?;
+        let marks = store.sync_marks().await?;
+        store.close().await;
+        marks
+    };
     state.loading("opening the store and the knowledge graph");
     let graph_args = GraphArgs { db: args.index.db.clone(), snapshot: args.snapshot.clone() };
     let (graph, store) = crate::graph::open(&graph_args).await?;
@@ -182,6 +190,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         llm,
         prompts: args.llm.prompts()?,
         assistant: args.llm.config(),
+        marks: Some(marks),
     };
     state.load(parts).await.context("loading the platform")?;
     report(&format!("shopgraph is ready on http://{addr}"));

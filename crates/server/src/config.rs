@@ -32,6 +32,26 @@ pub struct ServerConfig {
     /// An experiment on customers' recommendations: each customer gets one arm's
     /// strategy, by a stable hash of their id, and the answer names the arm.
     pub experiment: Option<ExperimentConfig>,
+    /// Every this many milliseconds the store is read for what other replicas wrote
+    /// (products, users, interests, events, segments, rules) and this replica's graph,
+    /// search index and caches take it in: the bound on how stale a replica is. 0: never
+    /// (one server alone, which sees its own writes at once anyway).
+    pub follow_ms: u64,
+    /// This replica's name in the job runs (default: its address and process id).
+    pub replica: Option<String>,
+    /// Background jobs that run once for all replicas.
+    pub jobs: JobsConfig,
+}
+
+/// Jobs that write the store for every replica, each run by one replica per period
+/// (see `shopgraph_store::Store::claim_job`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// Seconds between segmentations of the shoppers; 0: only when asked.
+    pub segments_every_secs: u64,
+    /// Seconds between minings of the association rules; 0: only when asked.
+    pub rules_every_secs: u64,
 }
 
 /// A split of customers between recommendation strategies.
@@ -122,6 +142,9 @@ impl Default for ServerConfig {
             refit_secs: 600,
             telegram: TelegramConfig::default(),
             experiment: None,
+            follow_ms: 1000,
+            replica: None,
+            jobs: JobsConfig::default(),
         }
     }
 }

@@ -92,6 +92,24 @@ impl From<StoreError> for ApiError {
             | StoreError::UnknownProduct(_)
             | StoreError::UnknownInterest(_) => ApiError::not_found(e.to_string()),
             e if e.is_user_error() => ApiError::bad_request(e.to_string()),
+            // The database is down or restarting: the caller may retry, and hears so
+            // at once rather than after a hang.
+            StoreError::Unavailable(e) => {
+                tracing::warn!("the database is unavailable: {e}");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the database is unavailable for a moment; try again shortly",
+                )
+            }
+            StoreError::CannotWrite(why) => {
+                tracing::error!("the database cannot write: {why}");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "the database cannot write ({why}); nothing was saved: try again later"
+                    ),
+                )
+            }
             e => ApiError::internal(e),
         }
     }

@@ -22,6 +22,7 @@ pub mod insight;
 pub mod metrics;
 pub mod openai;
 pub mod ops;
+pub mod replica;
 pub mod storefront;
 pub mod web;
 
@@ -47,7 +48,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 pub use crate::auth::{ApiKey, Role};
-pub use crate::config::{ServerConfig, TelegramConfig, TelegramMode};
+pub use crate::config::{JobsConfig, ServerConfig, TelegramConfig, TelegramMode};
 use crate::error::ApiError;
 pub use crate::metrics::Metrics;
 
@@ -161,6 +162,10 @@ pub struct Parts {
     pub llm: Arc<dyn Llm>,
     pub prompts: Prompts,
     pub assistant: Config,
+    /// The store's marks read before the graph and search index were: the follower
+    /// takes in what other replicas wrote from there (None: from the marks at the end
+    /// of loading).
+    pub marks: Option<shopgraph_store::SyncMarks>,
 }
 
 pub struct AppState {
@@ -177,6 +182,8 @@ pub struct AppState {
     loading: RwLock<String>,
     started: Instant,
     requests: AtomicU64,
+    /// Where the follower starts (see [`Parts::marks`]).
+    marks: std::sync::Mutex<Option<shopgraph_store::SyncMarks>>,
 }
 
 impl AppState {
@@ -194,6 +201,7 @@ impl AppState {
             loading: RwLock::new("starting".into()),
             started: Instant::now(),
             requests: AtomicU64::new(0),
+            marks: std::sync::Mutex::new(None),
         }))
     }
 
@@ -224,8 +232,12 @@ impl AppState {
         )
         .await?;
         self.loading("reading the prompts' fixed parts into the model's cache");
-        let took = tools.assistant.warm_up().await?;
-        tracing::info!(seconds = took.as_secs_f32(), "the model is warm");
+        // A model that is slow or down (a remote one, say) must not keep the shop shut:
+        // the assistant answers from its tools until it is back.
+        match tools.assistant.warm_up().await {
+            Ok(took) => tracing::info!(seconds = took.as_secs_f32(), "the model is warm"),
+            Err(e) => tracing::warn!("warming the model up failed ({e}); serving without it"),
+        }
         let platform = Platform {
             store: parts.store,
             search: parts.search,
@@ -239,8 +251,10 @@ impl AppState {
         if self.platform.set(Arc::new(platform)).is_err() {
             tracing::warn!("the platform was already loaded");
         }
+        *self.marks.lock().unwrap_or_else(|e| e.into_inner()) = parts.marks;
         self.loading("ready");
         self.spawn_refits();
+        replica::spawn(self);
         Ok(())
     }
 
@@ -282,6 +296,20 @@ impl AppState {
 
     pub fn config(&self) -> &ServerConfig {
         &self.config
+    }
+
+    /// This replica's name in the job runs: the configured one, or its address and
+    /// process id.
+    pub fn replica_name(&self) -> String {
+        self.config
+            .replica
+            .clone()
+            .unwrap_or_else(|| format!("{}#{}", self.config.addr, std::process::id()))
+    }
+
+    /// The marks the follower starts from, once (taken by [`replica::spawn`]).
+    pub(crate) fn take_marks(&self) -> Option<shopgraph_store::SyncMarks> {
+        self.marks.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
     fn loading_now(&self) -> String {

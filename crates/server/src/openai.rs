@@ -189,6 +189,7 @@ async fn respond(
         }
         Err(e @ LlmError::Timeout(_)) => error(StatusCode::GATEWAY_TIMEOUT, &e.to_string()),
         Err(e @ LlmError::Request(_)) => error(StatusCode::BAD_REQUEST, &e.to_string()),
+        Err(e @ LlmError::Unavailable(_)) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
         Err(e) => error(StatusCode::BAD_GATEWAY, &e.to_string()),
     }
 }
