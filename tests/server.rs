@@ -33,6 +33,12 @@ impl Served {
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Kills the server with SIGKILL, as a crash would, and reaps it.
+    pub(crate) fn kill(&mut self) {
+        self.child.kill().unwrap();
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for Served {
@@ -128,7 +134,7 @@ pub(crate) async fn call(
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
-async fn raw(
+pub(crate) async fn raw(
     base: &str,
     method: &str,
     path: &str,

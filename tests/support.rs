@@ -40,6 +40,8 @@ pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
 pub(crate) enum TestDb {
     Sqlite(tempfile::TempDir),
     Postgres(String),
+    /// A PostgreSQL server of the test's own, which it may stop and start.
+    Own(OwnPostgres),
 }
 
 impl TestDb {
@@ -63,7 +65,7 @@ impl TestDb {
     pub(crate) fn name(&self) -> &'static str {
         match self {
             TestDb::Sqlite(_) => "sqlite",
-            TestDb::Postgres(_) => "postgres",
+            TestDb::Postgres(_) | TestDb::Own(_) => "postgres",
         }
     }
 
@@ -71,6 +73,7 @@ impl TestDb {
         match self {
             TestDb::Sqlite(dir) => format!("sqlite:{}", dir.path().join("shop.db").display()),
             TestDb::Postgres(_) => postgres_url(),
+            TestDb::Own(pg) => pg.url(),
         }
     }
 
@@ -96,7 +99,7 @@ impl TestDb {
     pub(crate) fn sqlite_file_exists(&self) -> bool {
         match self {
             TestDb::Sqlite(dir) => dir.path().join("shop.db").exists(),
-            TestDb::Postgres(_) => unreachable!("only asked of SQLite"),
+            TestDb::Postgres(_) | TestDb::Own(_) => unreachable!("only asked of SQLite"),
         }
     }
 }
@@ -123,4 +126,91 @@ pub(crate) fn run_ok(args: &[&str], db: &TestDb) -> String {
 
 pub(crate) fn run(args: &[&str], db: &TestDb) -> Output {
     shopgraph().args(args).args(db.args()).output().unwrap()
+}
+
+/// A PostgreSQL server of one test's own, in a temporary directory on a free port:
+/// the fault tests stop and restart it without touching the machine's server, which
+/// other tests are using meanwhile. Stopped and removed when dropped.
+pub(crate) struct OwnPostgres {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+impl OwnPostgres {
+    /// Makes a cluster (initdb, as the postgres user: PostgreSQL refuses to run as
+    /// root) and starts it.
+    pub(crate) fn start() -> OwnPostgres {
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("chown").arg("postgres").arg(dir.path()).status().unwrap();
+        assert!(status.success(), "chown postgres {}", dir.path().display());
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let pg = OwnPostgres { dir, port };
+        let out = pg
+            .as_postgres(&format!("{PG_BIN}/initdb"))
+            .args(["-A", "trust", "-U", "postgres", "-D"])
+            .arg(pg.data())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        pg.up();
+        pg
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn as_postgres(&self, program: &str) -> Command {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", "postgres", "--", program]);
+        cmd
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Starts the server and waits until it takes connections.
+    pub(crate) fn up(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=on",
+            self.port,
+            self.dir.path().display()
+        );
+        let out = self
+            .as_postgres(&format!("{PG_BIN}/pg_ctl"))
+            .arg("-D")
+            .arg(self.data())
+            .args(["-o", &options, "-l"])
+            .arg(self.dir.path().join("log"))
+            .args(["-w", "start"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "pg_ctl start: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Stops the server: `fast` ends sessions and checkpoints; `immediate` is a crash.
+    pub(crate) fn down(&self, mode: &str) {
+        let out = self
+            .as_postgres(&format!("{PG_BIN}/pg_ctl"))
+            .arg("-D")
+            .arg(self.data())
+            .args(["-m", mode, "-w", "stop"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "pg_ctl stop: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        let _ = self
+            .as_postgres(&format!("{PG_BIN}/pg_ctl"))
+            .arg("-D")
+            .arg(self.data())
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+    }
 }

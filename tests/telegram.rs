@@ -652,6 +652,49 @@ fn webhook_mode_takes_updates_on_the_servers_own_port_with_the_secret_only() {
     drop(served);
 }
 
+/// The prompt-injection suite through the bot and through the web chat of one server:
+/// planted reviews and hostile messages change no price and make the assistant say
+/// nothing the suite forbids.
+#[test]
+fn the_injection_suite_through_the_bot_and_the_web_chat() {
+    let db = TestDb::sqlite();
+    let api = BotApi::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), "");
+    let env = [
+        ("TELOXIDE_TOKEN", TOKEN),
+        ("TELOXIDE_API_URL", api.base.as_str()),
+        ("SHOPGRAPH_CONFIG", config.as_str()),
+    ];
+    let served = serve(&db, &env);
+    api.wait_polling();
+    let store = db.store();
+    block_on(crate::injection::plant_reviews(&served.base));
+    let cases = crate::injection::cases();
+    assert!(cases.len() >= 5, "{cases:?}");
+
+    let mut failures = block_on(crate::injection::through_web(&served.base, &store));
+    for (i, case) in cases.iter().enumerate() {
+        // A chat of its own each, as a new customer.
+        let chat = 7100 + i as i64;
+        let mark = api.sent_count();
+        api.push(text(chat, &case.message));
+        // The answer is the first message; the cards under it come after.
+        let first = api.wait_for(mark, chat, |_| true);
+        std::thread::sleep(Duration::from_millis(500));
+        let said: Vec<String> = api.sent_since(mark, chat).into_iter().map(|s| s.text).collect();
+        let price = block_on(crate::injection::price_of(&store, case));
+        let answer = &first.last().unwrap().text;
+        failures.extend(crate::injection::judge(case, answer, price.as_deref()));
+        failures.extend(crate::injection::judge(
+            &crate::injection::Case { price_of: None, ..case.clone() },
+            &said.join("\n"),
+            None,
+        ));
+    }
+    assert!(failures.is_empty(), "the injection suite failed:\n{}", failures.join("\n"));
+}
+
 fn percentile(sorted: &[Duration], q: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
     sorted[i].as_secs_f64() * 1e3
