@@ -73,10 +73,12 @@ done
 echo "soak: $(wc -l <"$work/users.txt") users, $(wc -l <"$work/skus.txt") skus, $(wc -l <"$work/queries.txt") queries" >&2
 
 # Both replicas share the session secret, as replicas behind one address must. The
-# per-key rate limit is off: the soak measures the server, not the limiter.
+# per-key rate limit is off: the soak measures the server, not the limiter. The
+# recommender is refitted every 2 minutes (a shop's default is 10): a soak must show
+# that memory comes back to a plateau after each refit, not that it is flat between.
 cat >"$work/config.toml" <<TOML
 follow_ms = 1000
-refit_secs = 600
+refit_secs = 120
 session_secret = "$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
 
 [rate_limit]
