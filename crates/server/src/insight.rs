@@ -657,7 +657,7 @@ struct Cached {
 impl Cache {
     /// The store as it is now (read again when anything changed): for analyses an
     /// agent asks for.
-    async fn get(&self, store: &Store) -> Result<Arc<Shopping>, Failure> {
+    pub(crate) async fn get(&self, store: &Store) -> Result<Arc<Shopping>, Failure> {
         Ok(self.entry(store, None).await?.0)
     }
 

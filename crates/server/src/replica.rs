@@ -23,7 +23,7 @@ use shopgraph_insight::shopping;
 use shopgraph_search::ProductDoc;
 use shopgraph_store::SyncMarks;
 
-use crate::insight::{Failure, mine, read_store, save_rules, save_segments};
+use crate::insight::{Failure, mine, save_rules, save_segments};
 use crate::{AppState, Platform};
 
 /// Rows read from the store at a time while following.
@@ -155,8 +155,9 @@ impl Platform {
             took.rules = true;
         }
 
-        if (marks.products, marks.users, marks.interests)
-            < (seen.products, seen.users, seen.interests)
+        if marks.products < seen.products
+            || marks.users < seen.users
+            || marks.interests < seen.interests
         {
             // Deletions leave no rows to follow; the graph drops them when it is rebuilt
             // (at this replica's next start). Lists never show a deleted product: they
@@ -258,7 +259,9 @@ impl Job {
     /// Runs the job with its default settings (those of the POST endpoints) and says
     /// what it stored.
     async fn run(self, p: &Arc<Platform>) -> Result<String, Failure> {
-        let s = Arc::new(read_store(&p.store).await?);
+        // The same read of the store that agents' analyses share, kept while nothing
+        // changes.
+        let s = p.insight.get(&p.store).await?;
         match self {
             Job::Segments => {
                 let shopping = Arc::clone(&s);
